@@ -1,0 +1,23 @@
+"""serversession: the WMI class Win32_ServerSession for Samba and other SMB servers.
+
+>>> import serversession
+>>> for s in serversession.sessions(smb_conf="/etc/samba/smb.conf"):
+...     print(s.UserName, s.ComputerName, s.IdleTime)
+"""
+
+from .api import sessions
+from .errors import InvalidInput, NotFound, ServerSessionError, SourceDataError, SourceTimeout, SourceUnavailable
+from .model import CIMObject
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CIMObject",
+    "InvalidInput",
+    "NotFound",
+    "ServerSessionError",
+    "SourceDataError",
+    "SourceTimeout",
+    "SourceUnavailable",
+    "sessions",
+]

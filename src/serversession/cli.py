@@ -1,0 +1,216 @@
+"""The ``serversession`` command (DESIGN.md section 4).
+
+Every error becomes one line on stderr and an exit code: 1 the operation failed, 2 invalid
+input. ``SERVERSESSION_DEBUG=1`` shows tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import ServerSessionError
+from .formats import FORMATS, render
+from .sources import DEFAULT_TIMEOUT, SOURCE_NAMES
+
+PROG = "serversession"
+
+
+def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every reading command takes."""
+    options = [
+        click.option(
+            "--source",
+            type=click.Choice(SOURCE_NAMES),
+            default="auto",
+            show_default=True,
+            help="Where sessions are read from.",
+        ),
+        click.option(
+            "--smb-conf",
+            metavar="PATH",
+            envvar="SERVERSESSION_SMB_CONF",
+            help="Samba configuration (default: Samba's own default path).",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.1),
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait for the source.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name=PROG)
+def main() -> None:
+    """Win32_ServerSession everywhere: who is connected to this file server."""
+
+
+@main.command("list")
+@source_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+def list_command(source: str, smb_conf: str | None, timeout: float, fmt: str) -> None:
+    """List the sessions that remote users have established with this server."""
+    from .api import sessions
+    from .model import SERVER_SESSION, load_schema
+
+    instances = sessions(source=source, smb_conf=smb_conf, timeout=timeout)
+    cls = load_schema().get(SERVER_SESSION)
+    width = None if fmt != "table" else (click.get_terminal_size()[0] if sys.stdout.isatty() else 200)
+    click.echo(render(instances, cls, fmt, width), nl=False)
+
+
+@main.command("schema")
+@click.argument("classname", required=False)
+@click.option("--format", "fmt", type=click.Choice(("mof", "json")), default="mof", show_default=True)
+def schema_command(classname: str | None, fmt: str) -> None:
+    """Print the schema: one class (CLASSNAME) or all of them."""
+    from .model import load_schema
+    from .model.schema import class_mof
+
+    schema = load_schema()
+    names = [schema.get(classname).name] if classname else list(schema.classes)
+    if fmt == "mof":
+        click.echo("\n".join(class_mof(name) for name in names), nl=False)
+        return
+    out = []
+    for name in names:
+        cls = schema.classes[name]
+        out.append(
+            {
+                "name": cls.name,
+                "superclass": cls.superclass,
+                "qualifiers": cls.qualifiers,
+                "keys": list(cls.keys),
+                "properties": [
+                    {
+                        "name": p.name,
+                        "type": p.type,
+                        "is_array": p.is_array,
+                        "class_origin": p.class_origin,
+                        "qualifiers": p.qualifiers,
+                    }
+                    for p in cls.properties.values()
+                ],
+            }
+        )
+    click.echo(json.dumps(out[0] if classname else out, indent=2))
+
+
+sandbox_dir = click.option(
+    "--dir",
+    "directory",
+    default=lambda: os.environ.get("SERVERSESSION_SANDBOX", "/tmp/serversession-sandbox"),
+    show_default="/tmp/serversession-sandbox",
+    type=click.Path(file_okay=False),
+    help="Directory holding the sandbox (also env SERVERSESSION_SANDBOX).",
+)
+
+
+@main.group("sandbox")
+def sandbox_group() -> None:
+    """A self-contained Samba on 127.0.0.1 for demos and tests."""
+
+
+@sandbox_group.command("start")
+@sandbox_dir
+@click.option("--port", type=click.IntRange(1, 65535), default=4445, show_default=True)
+def sandbox_start(directory: str, port: int) -> None:
+    """Create (or reuse) the sandbox in DIR and start its smbd."""
+    from .sandbox import Sandbox
+
+    try:
+        sandbox = Sandbox.load(directory)
+        sandbox.port = port
+    except ServerSessionError:
+        sandbox = Sandbox(directory, port)
+    sandbox.start()
+    _print_status(sandbox.status())
+
+
+@sandbox_group.command("stop")
+@sandbox_dir
+def sandbox_stop(directory: str) -> None:
+    """Stop the sandbox's smbd (the directory is kept)."""
+    from .sandbox import Sandbox
+
+    was_running = Sandbox.load(directory).stop()
+    click.echo("stopped" if was_running else "not running")
+
+
+@sandbox_group.command("status")
+@sandbox_dir
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def sandbox_status(directory: str, as_json: bool) -> None:
+    """Say whether the sandbox runs, where, and with which users. Exit 1 if it does not run."""
+    from .sandbox import Sandbox
+
+    status = Sandbox.load(directory).status()
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+    else:
+        _print_status(status)
+    if not status["running"]:
+        sys.exit(1)
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    state = f"running (pid {status['pid']})" if status["running"] else "stopped"
+    click.echo(f"sandbox {state} at {status['address']}")
+    for key in ("smb_conf", "share", "credentials"):
+        click.echo(f"  {key.replace('_', '.') if key == 'smb_conf' else key}: {status[key]}")
+    click.echo(f"  users: {', '.join(status['users'])} (passwords in the credentials file; guests allowed)")
+
+
+@main.command("demo")
+@click.option(
+    "--hold",
+    type=click.FloatRange(0, 600),
+    default=3.0,
+    show_default=True,
+    help="Seconds the demo clients wait before listing (the idle user's IdleTime).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def demo_command(hold: float, fmt: str) -> None:
+    """Start a sandbox, open real client sessions, list them, and clean up."""
+    from .demo import run_demo
+
+    run_demo(hold=hold, fmt=fmt, echo=click.echo)
+
+
+def run() -> None:
+    """Entry point: run the command, turning every error into one line and an exit code."""
+    try:
+        code = main.main(prog_name=PROG, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ServerSessionError as exc:
+        click.echo(f"{PROG}: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except Exception as exc:  # the promise: never a traceback
+        if os.environ.get("SERVERSESSION_DEBUG"):
+            raise
+        click.echo(f"{PROG}: internal error: {type(exc).__name__}: {exc} (SERVERSESSION_DEBUG=1 shows more)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

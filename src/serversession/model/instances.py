@@ -1,0 +1,168 @@
+"""Session records become instances of the schema's classes.
+
+Instance objects are generated from the MOF (one frozen dataclass per class, fields named
+and typed after the CIM properties), so the code never repeats the schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from ..sources.base import SESS_GUEST, SESS_NOENCRYPTION, SessionRecord
+from .schema import NAMESPACE, load_schema
+
+SERVER_SESSION = "Win32_ServerSession"
+UINT32_MAX = 2**32 - 1
+
+_PYTHON_TYPES: dict[str, Any] = {
+    "string": str,
+    "boolean": bool,
+    "datetime": datetime,
+    "real32": float,
+    "real64": float,
+    **{f"{s}int{n}": int for s in "su" for n in (8, 16, 32, 64)},
+}
+
+
+class CIMObject:
+    """Behaviour shared by every generated instance class."""
+
+    __slots__ = ()
+    classname: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Property name to value, every property of the class (None when unknown)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @property
+    def path(self) -> str:
+        """The WMI object path, e.g. ``Win32_ServerSession.ComputerName="x",UserName="y"``."""
+        cls = load_schema().get(self.classname)
+        keys = ",".join(f'{k}="{_escape(getattr(self, k))}"' for k in cls.keys)
+        return f"{cls.name}.{keys}"
+
+    def to_cim_instance(self) -> Any:
+        """This instance as a ``pywbem.CIMInstance`` with its instance path."""
+        import pywbem
+
+        cls = load_schema().get(self.classname)
+        props = {}
+        for prop in cls.properties.values():
+            value = getattr(self, prop.name)
+            if isinstance(value, datetime):
+                value = pywbem.CIMDateTime(value)
+            props[prop.name] = pywbem.CIMProperty(prop.name, value, type=prop.type)
+        key_values = {k: getattr(self, k) for k in cls.keys}
+        path = pywbem.CIMInstanceName(cls.name, keybindings=key_values, namespace=NAMESPACE)
+        return pywbem.CIMInstance(cls.name, properties=props, path=path)
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"')
+
+
+@cache
+def instance_class(name: str) -> type[CIMObject]:
+    """The generated dataclass for the schema class ``name``."""
+    cls = load_schema().get(name)
+    fields = [
+        (p.name, _PYTHON_TYPES.get(p.type, Any) | None, dataclasses.field(default=None))
+        for p in cls.properties.values()
+    ]
+    generated = dataclasses.make_dataclass(
+        cls.name,
+        fields,
+        bases=(CIMObject,),
+        frozen=True,
+        slots=True,
+        namespace={"classname": cls.name, "__doc__": cls.qualifiers.get("Description")},
+    )
+    generated.__module__ = __name__
+    return generated
+
+
+def session_type(user_flags: int) -> int:
+    """SessionType from MS-SRVS user flags: Guest 0, NoEncryption 1, Other 2."""
+    if user_flags & SESS_GUEST:
+        return 0
+    if user_flags & SESS_NOENCRYPTION:
+        return 1
+    return 2
+
+
+def _seconds(value: float) -> int:
+    return max(0, min(UINT32_MAX, int(value)))
+
+
+def cim_datetime_text(moment: datetime) -> str:
+    """CIM datetime ``yyyymmddHHMMSS.mmmmmmsUUU`` of an aware datetime."""
+    offset = moment.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return moment.strftime("%Y%m%d%H%M%S.%f") + f"{sign}{abs(minutes):03d}"
+
+
+def local_datetime(timestamp: float) -> datetime:
+    """An aware datetime in the machine's time zone (WMI reports local time with its offset)."""
+    return datetime.fromtimestamp(timestamp, UTC).astimezone()
+
+
+def server_sessions(records: Iterable[SessionRecord], now: float | None = None) -> list[CIMObject]:
+    """One Win32_ServerSession per (ComputerName, UserName), merged as DESIGN.md section 2 says.
+
+    Of several sessions with the same keys: ActiveTime and InstallDate of the oldest,
+    IdleTime of the least idle, ResourcesOpened summed, the rest from the oldest.
+    """
+    now = time.time() if now is None else now
+    groups: dict[tuple[str, str], list[SessionRecord]] = {}
+    for record in records:
+        groups.setdefault((record.computer_name, record.user_name), []).append(record)
+    cls = instance_class(SERVER_SESSION)
+    out = [_merged(cls, group, now) for group in groups.values()]
+    out.sort(key=lambda s: (s.ComputerName.lower(), s.UserName.lower()))  # type: ignore[attr-defined]
+    return out
+
+
+def _merged(cls: type[CIMObject], group: Sequence[SessionRecord], now: float) -> CIMObject:
+    known = [r for r in group if r.established is not None]
+    oldest = min(known, key=lambda r: r.established or 0.0) if known else group[0]
+    active = _seconds(now - oldest.established) if oldest.established is not None else None
+    recent = [r.last_request for r in group if r.last_request is not None]
+    idle = _seconds(now - max(recent)) if recent else None
+    if idle is not None and active is not None:
+        idle = min(idle, active)
+    opens = [r.opens for r in group if r.opens is not None]
+    user, computer = oldest.user_name, oldest.computer_name
+    label = f"{user or 'anonymous'}@{computer}"
+    count = f"{len(group)} sessions" if len(group) > 1 else "Session"
+    statuses = {r.status for r in group}
+    description = (
+        f"{count} of {'user ' + user if user else 'an anonymous user'} from {computer}"
+        + (
+            f" ({oldest.client_address})"
+            if oldest.client_address and oldest.client_address.split(":")[0] != computer
+            else ""
+        )
+        + (f" over {oldest.client_type}" if oldest.client_type else "")
+        + (f", {oldest.detail}" if oldest.detail else "")
+    )
+    return cls(  # type: ignore[call-arg]
+        ActiveTime=active,
+        Caption=label[:64],
+        ClientType=oldest.client_type,
+        ComputerName=computer,
+        Description=description,
+        IdleTime=idle,
+        InstallDate=local_datetime(oldest.established) if oldest.established is not None else None,
+        Name=label,
+        ResourcesOpened=min(sum(opens), UINT32_MAX) if opens else None,
+        SessionType=session_type(oldest.user_flags),
+        Status="OK" if "OK" in statuses else oldest.status,
+        TransportName=oldest.transport,
+        UserName=user,
+    )

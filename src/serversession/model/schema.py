@@ -1,0 +1,188 @@
+"""The CIM schema, read once from the MOF files shipped in the package.
+
+The MOF is the single source of truth (DESIGN.md section 2). pywbem's MOF compiler turns it
+into classes; the compiled result is cached as JSON next to the user's other caches, keyed by
+a hash of the MOF text, so commands that only need property names and types (``list``) do
+not pay for importing pywbem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from ..errors import NotFound, ServerSessionError
+
+SCHEMA_PACKAGE = "serversession.schema"
+# Compile order: qualifier declarations, then each class after its superclass.
+MOF_FILES = (
+    "qualifiers.mof",
+    "CIM_ManagedSystemElement.mof",
+    "CIM_LogicalElement.mof",
+    "Win32_ServerSession.mof",
+)
+NAMESPACE = "root/cimv2"
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyDef:
+    """One property of a class, inherited ones included."""
+
+    name: str
+    type: str  # CIM type name: string, uint32, datetime, boolean, ...
+    is_array: bool
+    class_origin: str
+    qualifiers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_key(self) -> bool:
+        return bool(self.qualifiers.get("Key"))
+
+
+@dataclass(frozen=True, slots=True)
+class ClassDef:
+    """A class with all its properties in declaration order (superclasses first)."""
+
+    name: str
+    superclass: str | None
+    qualifiers: dict[str, Any]
+    properties: dict[str, PropertyDef]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.properties.values() if p.is_key)
+
+    def property(self, name: str) -> PropertyDef:
+        """The property called ``name``, matched without regard to case as CIM does."""
+        found = self.properties.get(name)
+        if found is None:
+            for prop in self.properties.values():
+                if prop.name.lower() == name.lower():
+                    return prop
+            raise NotFound(f"{self.name} has no property {name!r}")
+        return found
+
+
+@dataclass(frozen=True)
+class Schema:
+    """All classes of the package's MOF."""
+
+    classes: dict[str, ClassDef]
+    mof_text: str
+
+    def get(self, name: str) -> ClassDef:
+        """The class called ``name`` (case-insensitive); NotFound if there is none."""
+        for cls in self.classes.values():
+            if cls.name.lower() == name.lower():
+                return cls
+        raise NotFound(f"no class {name!r} in the schema (known: {', '.join(self.classes)})")
+
+
+def _mof_sources() -> dict[str, str]:
+    root = resources.files(SCHEMA_PACKAGE)
+    return {name: root.joinpath(name).read_text(encoding="utf-8") for name in MOF_FILES}
+
+
+def _cache_path(digest: str) -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "serversession", f"schema-{CACHE_FORMAT}-{digest[:16]}.json")
+
+
+def compile_mof(sources: dict[str, str]) -> dict[str, Any]:
+    """Compile the MOF with pywbem into plain data (what the JSON cache holds)."""
+    import pywbem
+
+    conn = pywbem.MOFWBEMConnection()
+    compiler = pywbem.MOFCompiler(conn, verbose=False, log_func=lambda _msg: None)
+    for name, text in sources.items():
+        try:
+            compiler.compile_string(text, NAMESPACE, filename=name)
+        except pywbem.Error as exc:
+            raise ServerSessionError(f"schema file {name} does not compile: {exc}") from exc
+    compiled = conn.classes[NAMESPACE]
+    out: dict[str, Any] = {}
+    for name in compiled:
+        chain = []
+        cls = compiled[name]
+        while cls is not None:
+            chain.append(cls)
+            cls = compiled[cls.superclass] if cls.superclass else None
+        properties: dict[str, Any] = {}
+        for level in reversed(chain):  # superclass properties first, overrides keep their place
+            for prop in level.properties.values():
+                properties[prop.name] = {
+                    "type": prop.type,
+                    "is_array": bool(prop.is_array),
+                    "class_origin": level.classname,
+                    "qualifiers": {q.name: _plain(q.value) for q in prop.qualifiers.values()},
+                }
+        own = compiled[name]
+        out[own.classname] = {
+            "superclass": own.superclass,
+            "qualifiers": {q.name: _plain(q.value) for q in own.qualifiers.values()},
+            "properties": properties,
+        }
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    return str(value)
+
+
+def _from_data(data: dict[str, Any], mof_text: str) -> Schema:
+    classes = {}
+    for name, cls in data.items():
+        props = {
+            pname: PropertyDef(pname, p["type"], p["is_array"], p["class_origin"], p["qualifiers"])
+            for pname, p in cls["properties"].items()
+        }
+        classes[name] = ClassDef(name, cls["superclass"], cls["qualifiers"], props)
+    return Schema(classes, mof_text)
+
+
+@cache
+def load_schema() -> Schema:
+    """The package's schema, compiled once and cached (in memory and on disk)."""
+    sources = _mof_sources()
+    mof_text = "\n".join(sources.values())
+    digest = hashlib.sha256(mof_text.encode()).hexdigest()
+    path = _cache_path(digest)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return _from_data(json.load(handle), mof_text)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or an unusable one: compile again
+    data = compile_mof(sources)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False, suffix=".tmp") as tmp:
+            json.dump(data, tmp)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass  # a read-only home only costs the compile next time
+    return _from_data(data, mof_text)
+
+
+def class_mof(name: str) -> str:
+    """The MOF of one class as pywbem prints it after compiling (inherited properties omitted)."""
+    import pywbem
+
+    cls = load_schema().get(name)
+    conn = pywbem.MOFWBEMConnection()
+    compiler = pywbem.MOFCompiler(conn, verbose=False, log_func=lambda _msg: None)
+    for fname, text in _mof_sources().items():
+        compiler.compile_string(text, NAMESPACE, filename=fname)
+    return conn.classes[NAMESPACE][cls.name].tomof()

@@ -1,0 +1,325 @@
+"""A self-contained Samba on 127.0.0.1 for demos, tests and benchmarks.
+
+Everything lives in one directory: smb.conf, users (tdbsam), a passwd and group file served
+to smbd through nss_wrapper (so no system account is created), logs, locks and the share.
+As root smbd runs for real; as another user it runs under uid_wrapper, which makes smbd
+believe it is root (Debian packages libnss-wrapper and libuid-wrapper).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from .errors import InvalidInput, ServerSessionError, SourceUnavailable
+
+DEFAULT_PORT = 4445
+DEFAULT_USERS = ("alice", "bob")
+LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+SMB_CONF = """\
+# serversession sandbox: a Samba reachable only on 127.0.0.1:{port}
+[global]
+  netbios name = SSSANDBOX
+  workgroup = SANDBOX
+  server role = standalone server
+  interfaces = 127.0.0.1
+  bind interfaces only = yes
+  smb ports = {port}
+  disable netbios = yes
+  private dir = {d}/private
+  lock directory = {d}/lock
+  state directory = {d}/state
+  cache directory = {d}/cache
+  pid directory = {d}/pid
+  ncalrpc dir = {d}/ncalrpc
+  binddns dir = {d}/bind-dns
+  log file = {d}/log/log.%m
+  max log size = 1000
+  passdb backend = tdbsam:{d}/private/passdb.tdb
+  map to guest = bad user
+  guest account = {guest}
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  disable spoolss = yes
+  max connections = 0
+
+[share]
+  path = {d}/share
+  read only = no
+  guest ok = yes
+"""
+
+
+def _find(names: tuple[str, ...], dirs: tuple[str, ...]) -> str | None:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+        for directory in dirs:
+            path = os.path.join(directory, name)
+            if os.access(path, os.X_OK):
+                return path
+    return None
+
+
+def _library(name: str) -> str | None:
+    for directory in LIBRARY_DIRS:
+        matches = sorted(glob.glob(os.path.join(directory, f"lib{name}.so*")))
+        if matches:
+            return matches[0]
+    return None
+
+
+def free_port() -> int:
+    """An unprivileged TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Sandbox:
+    """A sandbox Samba rooted at ``directory``."""
+
+    directory: str
+    port: int = DEFAULT_PORT
+    users: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.directory = os.path.abspath(self.directory)
+
+    @property
+    def conf_path(self) -> str:
+        return os.path.join(self.directory, "smb.conf")
+
+    @property
+    def share_path(self) -> str:
+        return os.path.join(self.directory, "share")
+
+    @property
+    def _state_path(self) -> str:
+        return os.path.join(self.directory, "sandbox.json")
+
+    @classmethod
+    def load(cls, directory: str) -> Sandbox:
+        """The sandbox created earlier in ``directory`` (its port and users)."""
+        sandbox = cls(directory)
+        try:
+            with open(sandbox._state_path, encoding="utf-8") as handle:
+                state = json.load(handle)
+            sandbox.port = int(state["port"])
+            sandbox.users = dict(state["users"])
+        except FileNotFoundError:
+            raise ServerSessionError(f"no sandbox in {sandbox.directory}") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ServerSessionError(f"sandbox state {sandbox._state_path} is unusable: {exc}") from exc
+        return sandbox
+
+    def environment(self) -> dict[str, str]:
+        """Environment for Samba's programs: nss_wrapper always, uid_wrapper unless root."""
+        nss = _library("nss_wrapper")
+        preload = [nss] if nss else []
+        env = dict(os.environ)
+        env.update(
+            NSS_WRAPPER_PASSWD=os.path.join(self.directory, "passwd"),
+            NSS_WRAPPER_GROUP=os.path.join(self.directory, "group"),
+        )
+        if os.geteuid() != 0:
+            uid = _library("uid_wrapper")
+            if uid:
+                preload.insert(0, uid)
+            env.update(UID_WRAPPER="1", UID_WRAPPER_ROOT="1")
+        env["LD_PRELOAD"] = ":".join(preload)
+        return env
+
+    def check_requirements(self) -> None:
+        """Raise a clear error naming what is missing to run the sandbox."""
+        missing = []
+        if not _find(("smbd",), SBIN_DIRS):
+            missing.append("smbd (Debian: apt-get install samba)")
+        if not _find(("smbpasswd",), SBIN_DIRS):
+            missing.append("smbpasswd (Debian: apt-get install samba-common-bin)")
+        if not _library("nss_wrapper"):
+            missing.append("nss_wrapper (Debian: apt-get install libnss-wrapper)")
+        if os.geteuid() != 0 and not _library("uid_wrapper"):
+            missing.append(
+                "uid_wrapper to run smbd without root (Debian: apt-get install libuid-wrapper), or run as root"
+            )
+        if missing:
+            raise SourceUnavailable("the sandbox needs " + "; ".join(missing))
+        if not 1 <= self.port <= 65535:
+            raise InvalidInput(f"port {self.port} is not a TCP port")
+        if self.port < 1024 and os.geteuid() != 0:
+            raise InvalidInput(f"port {self.port} needs root; choose one above 1023")
+
+    def pid(self) -> int | None:
+        """The pid of the sandbox's smbd, or None if it is not running."""
+        try:
+            with open(os.path.join(self.directory, "pid", "smbd.pid")) as handle:
+                pid = int(handle.read().split()[0])
+            with open(f"/proc/{pid}/comm", "rb") as comm:
+                if not comm.read().startswith(b"smbd"):
+                    return None
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid
+
+    def start(self, users: tuple[str, ...] = DEFAULT_USERS) -> None:
+        """Write the configuration, create ``users`` with random passwords and start smbd."""
+        self.check_requirements()
+        if self.pid() is not None:
+            raise ServerSessionError(f"the sandbox in {self.directory} is already running (pid {self.pid()})")
+        if _port_open(self.port):
+            raise ServerSessionError(f"port {self.port} on 127.0.0.1 is already in use; choose another with --port")
+        self._write_files(users)
+        smbd = _find(("smbd",), SBIN_DIRS)
+        log = open(os.path.join(self.directory, "log", "smbd.stderr"), "ab")
+        with log:
+            result = subprocess.run(
+                [smbd, "-D", "-s", self.conf_path],  # type: ignore[list-item]
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                timeout=START_TIMEOUT,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise ServerSessionError(f"smbd did not start (exit {result.returncode}); see {self.directory}/log")
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.pid() is not None and _port_open(self.port):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServerSessionError(
+            f"smbd did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT:g} s; see {self.directory}/log"
+        )
+
+    def _write_files(self, users: tuple[str, ...]) -> None:
+        d = self.directory
+        for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "bind-dns", "log", "share"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.chmod(d, 0o755)  # the users' smbd processes must reach the share
+        os.chmod(os.path.join(d, "share"), 0o1777)
+        for stale in glob.glob(os.path.join(d, "lock", "*.tdb")):
+            os.remove(stale)  # volatile databases of an earlier run
+        guest = "nobody"
+        passwd = ["root:x:0:0:root:/root:/bin/false", f"{guest}:x:65534:65534:nobody:/nonexistent:/bin/false"]
+        group = ["root:x:0:", "nogroup:x:65534:", "sandbox:x:10000:" + ",".join(users)]
+        self.users = dict(self.users)
+        for number, user in enumerate(users, start=10001):
+            passwd.append(f"{user}:x:{number}:10000:{user}:{d}/share:/bin/false")
+            self.users.setdefault(user, secrets.token_urlsafe(12))
+        _write(os.path.join(d, "passwd"), "\n".join(passwd) + "\n")
+        _write(os.path.join(d, "group"), "\n".join(group) + "\n")
+        _write(self.conf_path, SMB_CONF.format(d=d, port=self.port, guest=guest))
+        smbpasswd = _find(("smbpasswd",), SBIN_DIRS)
+        for user in users:
+            password = self.users[user]
+            result = subprocess.run(
+                [smbpasswd, "-c", self.conf_path, "-s", "-a", user],  # type: ignore[list-item]
+                input=f"{password}\n{password}\n",
+                env=self.environment(),
+                capture_output=True,
+                text=True,
+                timeout=START_TIMEOUT,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise ServerSessionError(
+                    f"cannot create sandbox user {user}: {result.stderr.strip() or result.stdout.strip()}"
+                )
+        state = {"port": self.port, "users": self.users}
+        _write(self._state_path, json.dumps(state, indent=2) + "\n", mode=0o600)
+
+    def stop(self) -> bool:
+        """Stop smbd (and its children); True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        group = [pid, *_children(pid)]
+        for member in group:
+            _signal(member, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and any(_alive(p) for p in group):
+            time.sleep(0.05)
+        for member in group:
+            _signal(member, signal.SIGKILL)
+        return True
+
+    def status(self) -> dict[str, object]:
+        """What a person or a script needs to use the sandbox."""
+        pid = self.pid()
+        return {
+            "directory": self.directory,
+            "running": pid is not None,
+            "pid": pid,
+            "address": f"127.0.0.1:{self.port}",
+            "smb_conf": self.conf_path,
+            "share": "//127.0.0.1/share",
+            "users": sorted(self.users),
+            "credentials": self._state_path,
+        }
+
+
+def _write(path: str, text: str, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, mode)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (smbd forks one child per connection, plus helpers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out

@@ -1,0 +1,43 @@
+"""The record every source returns, and the interface a source implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+# MS-SRVS session user flags (SESSION_INFO_502.sesi502_user_flags).
+SESS_GUEST = 0x1
+SESS_NOENCRYPTION = 0x2
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One session as a source read it: plain values, no CIM types.
+
+    Times are Unix seconds; ``None`` means the source does not know the value.
+    """
+
+    session_id: str
+    computer_name: str
+    user_name: str
+    established: float | None
+    last_request: float | None
+    opens: int | None
+    user_flags: int
+    client_type: str | None
+    transport: str | None
+    status: str = "OK"
+    server: str | None = None
+    client_address: str | None = None
+    detail: str | None = None
+
+
+class Source(Protocol):
+    """What every source offers."""
+
+    #: short text naming the source and what it reads, for messages
+    description: str
+
+    def sessions(self) -> list[SessionRecord]:
+        """Read the sessions that exist now."""
+        ...

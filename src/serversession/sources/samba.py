@@ -1,0 +1,346 @@
+"""The local Samba server's sessions, read the way ``smbstatus`` reads them.
+
+smbd keeps every session in ``smbXsrv_session_global.tdb`` and every open handle (files,
+directories, named pipes) in ``smbXsrv_open_global.tdb``, both in its ``lock directory``.
+This source reads both under a TDB read lock with Samba's own ``tdb`` and NDR bindings,
+and asks the kernel how long each session's TCP connection has been idle.
+See docs/samba.md for the method and its limits.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import os
+import sys
+import sysconfig
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SourceDataError, SourceUnavailable
+from . import samba_records as records
+from . import tcp_idle
+from .base import SESS_GUEST, SessionRecord
+
+SAMBA_PYTHON_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3/site-packages")
+TDB_MUTEX_LOCKING = 0x1000  # not exported by the tdb module
+ANONYMOUS_SID = "S-1-5-7"
+BUILTIN_GUESTS_SID = "S-1-5-32-546"
+DIALECTS = {
+    0x0000: "NT1",
+    0x0202: "SMB2_02",
+    0x0210: "SMB2_10",
+    0x0222: "SMB2_22",
+    0x0224: "SMB2_24",
+    0x0300: "SMB3_00",
+    0x0302: "SMB3_02",
+    0x0310: "SMB3_10",
+    0x0311: "SMB3_11",
+}
+
+
+def _import_bindings() -> tuple[Any, Any, Any, Any]:
+    """Samba's Python bindings (tdb, samba.param, samba.ndr, samba.dcerpc.auth).
+
+    They come with Samba (Debian: python3-samba, python3-tdb) and are built for the
+    distribution's Python; they are added to the path only when their ABI tag matches
+    this interpreter's.
+    """
+    try:
+        return _load_bindings()
+    except ImportError:
+        pass
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    for directory in SAMBA_PYTHON_DIRS:
+        if glob.glob(os.path.join(directory, "tdb" + suffix)) and directory not in sys.path:
+            sys.path.append(directory)
+            try:
+                return _load_bindings()
+            except ImportError:
+                sys.path.remove(directory)
+    version = "%d.%d" % sys.version_info[:2]
+    raise SourceUnavailable(
+        f"Samba's Python bindings (tdb, samba) are not importable from Python {version}; "
+        "install Samba with them (Debian: apt-get install samba python3-samba) and run "
+        "serversession with the same Python version as the distribution's python3"
+    )
+
+
+def _load_bindings() -> tuple[Any, Any, Any, Any]:
+    import samba.ndr
+    import samba.param
+    import tdb
+    from samba.dcerpc import auth
+
+    return tdb, samba.param, samba.ndr, auth
+
+
+@dataclass(frozen=True)
+class SambaConfig:
+    """What the source needs from smb.conf."""
+
+    path: str
+    lock_directory: str
+    pid_directory: str
+    guest_account: str
+    samba_version: str
+
+
+def load_config(path: str | None, param: Any) -> SambaConfig:
+    """Read smb.conf with Samba's own parser (includes, defaults and synonyms as smbd sees them)."""
+    path = path or param.default_path()
+    if not os.path.exists(path):
+        raise SourceUnavailable(f"smb.conf not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise SourceUnavailable(f"smb.conf is not readable: {path} (permission denied)")
+    if os.path.isdir(path):
+        raise SourceUnavailable(f"smb.conf is a directory, not a file: {path}")
+    lp = param.LoadParm()
+    try:
+        lp.load(path)
+    except RuntimeError as exc:
+        raise SourceUnavailable(f"smb.conf cannot be parsed: {path} (run testparm {path})") from exc
+    from samba import version as samba_version
+
+    return SambaConfig(
+        path=path,
+        lock_directory=lp.get("lock directory"),
+        pid_directory=lp.get("pid directory"),
+        guest_account=lp.get("guest account") or "nobody",
+        samba_version=samba_version,
+    )
+
+
+def _process_is_smbd(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as comm:
+            name = comm.read().strip()
+    except OSError:
+        return False
+    return name.startswith((b"smbd", b"samba"))  # smbd renames its children ("smbd[1.2.3.4]")
+
+
+def smbd_pid(config: SambaConfig) -> int:
+    """The pid of the running smbd for ``config``; SourceUnavailable if none runs."""
+    pidfile = os.path.join(config.pid_directory, "smbd.pid")
+    try:
+        with open(pidfile) as handle:
+            pid = int(handle.read().split()[0])
+    except FileNotFoundError:
+        raise SourceUnavailable(f"smbd is not running for {config.path} (no {pidfile})") from None
+    except PermissionError:
+        raise SourceUnavailable(f"permission denied reading {pidfile}; run as root") from None
+    except (ValueError, IndexError):
+        raise SourceUnavailable(f"smbd is not running for {config.path} ({pidfile} is empty)") from None
+    if not _process_is_smbd(pid):
+        raise SourceUnavailable(f"smbd is not running for {config.path} (pid {pid} from {pidfile} is gone)")
+    return pid
+
+
+@contextmanager
+def _read_locked(tdb: Any, path: str) -> Iterator[Any]:
+    if not os.path.exists(path):
+        raise SourceUnavailable(f"{path} does not exist; is this smbd's lock directory?")
+    try:
+        db = _open_tdb(tdb, path)
+    except PermissionError:
+        raise SourceUnavailable(f"permission denied reading {path}; run as root") from None
+    except RuntimeError as exc:
+        if "Permission denied" in str(exc):
+            raise SourceUnavailable(f"permission denied reading {path}; run as root") from None
+        raise SourceDataError(f"{path} is not a TDB file smbd wrote: {exc}") from exc
+    try:
+        db.read_lock_all()
+        try:
+            yield db
+        finally:
+            db.read_unlock_all()
+    finally:
+        db.close()
+
+
+def _open_tdb(tdb: Any, path: str) -> Any:
+    """Open a TDB for reading as smbd shares it.
+
+    smbd's volatile TDBs use process-shared mutexes (TDB_MUTEX_LOCKING) where the platform
+    has them; locking those needs a read-write mapping, though nothing is ever written.
+    Other TDBs are opened read-only. Neither way clears the file (no TDB_CLEAR_IF_FIRST).
+    """
+    try:
+        return tdb.Tdb(path, 0, TDB_MUTEX_LOCKING | tdb.INCOMPATIBLE_HASH, os.O_RDWR)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    return tdb.Tdb(path, 0, tdb.DEFAULT, os.O_RDONLY)
+
+
+def _values(db: Any) -> list[bytes]:
+    out = []
+    key = db.firstkey()
+    while key is not None:
+        value = db.get(key)
+        if value is not None:
+            out.append(value)
+        key = db.nextkey(key)
+    return out
+
+
+def _endpoint(address: str) -> tuple[str, int]:
+    """``ipv4:1.2.3.4:445`` or ``ipv6:fe80::1:445`` to (normalized ip, port)."""
+    _, _, rest = address.partition(":")
+    host, _, port = rest.rpartition(":")
+    return tcp_idle.normalize_ip(host), int(port)
+
+
+def _format_endpoint(endpoint: tuple[str, int]) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class SambaSource:
+    """Sessions of the local smbd described by an smb.conf (default: Samba's own default)."""
+
+    def __init__(self, smb_conf: str | None = None) -> None:
+        self.smb_conf = smb_conf
+        self.description = f"Samba ({smb_conf or 'default smb.conf'})"
+        self.warnings: list[str] = []
+
+    def sessions(self) -> list[SessionRecord]:
+        tdb, param, ndr, auth = _import_bindings()
+        config = load_config(self.smb_conf, param)
+        self.description = f"Samba ({config.path})"
+        smbd_pid(config)
+        layout = records.layout_for_version(config.samba_version)
+        if layout is None:
+            raise SourceUnavailable(f"Samba {config.samba_version} is not supported (4.17 or newer is)")
+        lock = config.lock_directory
+        with _read_locked(tdb, os.path.join(lock, "smbXsrv_session_global.tdb")) as db:
+            session_blobs = _values(db)
+        with _read_locked(tdb, os.path.join(lock, "smbXsrv_open_global.tdb")) as db:
+            open_blobs = _values(db)
+        now = time.time()
+        sessions = self._decode_sessions(session_blobs, layout, ndr, auth, config)
+        opens = self._decode_opens(open_blobs, layout)
+        ports = {_endpoint(ch.local_address)[1] for s, _ in sessions for ch in s.channels}
+        idle = tcp_idle.idle_milliseconds(ports) if ports else {}
+        return self._records(sessions, opens, idle, config, now)
+
+    def _decode_sessions(
+        self, blobs: list[bytes], layout: records.Layout, ndr: Any, auth: Any, config: SambaConfig
+    ) -> list[tuple[records.SessionGlobalRecord, Any]]:
+        decoded = []
+        failures = 0
+        alive: dict[int, bool] = {}
+        for value in blobs:
+            try:
+                blob = records.strip_watchers(value)
+                if not blob:
+                    continue
+                session = records.decode_session(blob, layout)
+                if session.auth_offset < 0:
+                    continue  # authentication still in progress: not a session yet
+                info = _unpack_auth(ndr, auth, blob, session.auth_offset)
+            except (records.RecordFormatError, RuntimeError, AttributeError, ValueError) as exc:
+                failures += 1
+                last_error = exc
+                continue
+            live = tuple(
+                ch for ch in session.channels if alive.setdefault(ch.server_pid, _process_is_smbd(ch.server_pid))
+            )
+            if not live:
+                continue  # stale record of an smbd that died (smbstatus skips these too)
+            decoded.append((session, info))
+        if failures:
+            message = f"{failures} of {len(blobs)} session records of Samba {config.samba_version} could not be decoded"
+            if not decoded:
+                raise SourceDataError(f"{message}: {last_error}")
+            self.warnings.append(message)
+        return decoded
+
+    def _decode_opens(self, blobs: list[bytes], layout: records.Layout) -> list[records.OpenGlobalRecord]:
+        opens = []
+        for value in blobs:
+            try:
+                opens.append(records.decode_open(value, layout))
+            except records.RecordFormatError:
+                continue
+        if blobs and not opens:
+            raise SourceDataError("no open-file record of smbd could be decoded")
+        if len(opens) < len(blobs):
+            self.warnings.append(f"{len(blobs) - len(opens)} open-file records could not be decoded")
+        return opens
+
+    def _records(
+        self,
+        sessions: list[tuple[records.SessionGlobalRecord, Any]],
+        opens: list[records.OpenGlobalRecord],
+        idle: dict[tcp_idle.ConnectionKey, int],
+        config: SambaConfig,
+        now: float,
+    ) -> list[SessionRecord]:
+        # Before Samba 4.23 an open names its connection (smbd process) and owner SID, not its
+        # session: opens of one owner on one connection go to the first such session.
+        by_owner: dict[tuple[int, int, str], int] = defaultdict(int)
+        by_session: dict[int, int] = defaultdict(int)
+        for op in opens:
+            if op.disconnected:
+                continue
+            if op.session_global_id is not None:
+                by_session[op.session_global_id] += 1
+            else:
+                by_owner[(op.server_pid, op.server_unique_id, op.owner_sid)] += 1
+        out = []
+        for session, info in sorted(sessions, key=lambda item: item[0].session_global_id):
+            sids = [str(sid) for sid in info.security_token.sids] if info.security_token else []
+            user_sid = sids[0] if sids else ""
+            unix_name = info.unix_info.unix_name if info.unix_info else ""
+            anonymous = user_sid == ANONYMOUS_SID
+            guest = anonymous or unix_name == config.guest_account or BUILTIN_GUESTS_SID in sids
+            count = by_session.get(session.session_global_id, 0)
+            for ch in session.channels:
+                count += by_owner.pop((ch.server_pid, ch.server_unique_id, user_sid), 0)
+            last_request = None
+            for ch in session.channels:
+                ms = idle.get((_endpoint(ch.local_address), _endpoint(ch.remote_address)))
+                if ms is not None:
+                    last_request = max(last_request or 0.0, now - ms / 1000.0)
+            first = session.channels[0]
+            expired = session.expiration_time is not None and session.expiration_time < now
+            dialect = DIALECTS.get(session.connection_dialect, f"0x{session.connection_dialect:04x}")
+            remote = _format_endpoint(_endpoint(first.remote_address))
+            out.append(
+                SessionRecord(
+                    session_id=f"{session.session_wire_id:#x}",
+                    computer_name=first.remote_name,
+                    user_name="" if anonymous else unix_name,
+                    established=session.creation_time,
+                    last_request=last_request,
+                    opens=count,
+                    user_flags=SESS_GUEST if guest else 0,
+                    client_type=dialect,
+                    transport="tcp:" + _format_endpoint(_endpoint(first.local_address)),
+                    status="Degraded" if expired else "OK",
+                    client_address=remote,
+                    detail=f"smbd pid {first.server_pid}",
+                )
+            )
+        return out
+
+
+def _unpack_auth(ndr: Any, auth: Any, blob: bytes, offset: int) -> Any:
+    """Decode the auth_session_info at ``offset`` with Samba's own NDR bindings.
+
+    NDR aligns relative to the start of the buffer, so the referent is wrapped in an
+    auth_session_info_transport whose padding blob keeps it at the same offset modulo 8.
+    """
+    pad = offset % 8
+    wrapper = b"\x00\x00\x02\x00" + pad.to_bytes(4, "little") + bytes(pad) + blob[offset:]
+    transport = ndr.ndr_unpack(auth.session_info_transport, wrapper, allow_remaining=True)
+    info = transport.session_info
+    if info is None:
+        raise records.RecordFormatError("session has no authentication record")
+    return info
