@@ -187,8 +187,7 @@ class Sandbox:
             raise ServerSessionError(f"port {self.port} on 127.0.0.1 is already in use; choose another with --port")
         self._write_files(users)
         smbd = _find(("smbd",), SBIN_DIRS)
-        log = open(os.path.join(self.directory, "log", "smbd.stderr"), "ab")
-        with log:
+        with open(os.path.join(self.directory, "log", "smbd.stderr"), "ab") as log:
             result = subprocess.run(
                 [smbd, "-D", "-s", self.conf_path],  # type: ignore[list-item]
                 env=self.environment(),
@@ -210,8 +209,22 @@ class Sandbox:
             f"smbd did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT:g} s; see {self.directory}/log"
         )
 
+    def _check_reachable(self) -> None:
+        """smbd serves the share as each user: every parent directory must be searchable by others."""
+        path = os.path.dirname(self.directory)
+        while True:
+            if os.path.isdir(path) and not os.stat(path).st_mode & 0o001:
+                raise InvalidInput(
+                    f"the sandbox users cannot reach {self.directory}: {path} is not searchable by others; "
+                    "choose another --dir (for example under /tmp) or chmod o+x it"
+                )
+            if path == os.path.dirname(path):
+                return
+            path = os.path.dirname(path)
+
     def _write_files(self, users: tuple[str, ...]) -> None:
         d = self.directory
+        self._check_reachable()
         for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "bind-dns", "log", "share"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
         os.chmod(d, 0o755)  # the users' smbd processes must reach the share

@@ -62,7 +62,7 @@ def _import_bindings() -> tuple[Any, Any, Any, Any]:
                 return _load_bindings()
             except ImportError:
                 sys.path.remove(directory)
-    version = "%d.%d" % sys.version_info[:2]
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     raise SourceUnavailable(
         f"Samba's Python bindings (tdb, samba) are not importable from Python {version}; "
         "install Samba with them (Debian: apt-get install samba python3-samba) and run "
