@@ -8,9 +8,9 @@ import time
 from datetime import datetime
 
 import pytest
-from conftest import run_cli, wait_for
 
 import serversession
+from conftest import run_cli, wait_for
 from serversession.sources import open_source, read_sessions
 
 
