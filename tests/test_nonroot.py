@@ -32,14 +32,16 @@ def package_copy() -> Iterator[str]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def as_nobody(package: str, code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def as_nobody(
+    package: str, code: str, timeout: float = 60, args: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     if os.geteuid() != 0:
         pytest.fail("these tests switch to user nobody and must run as root (the CI does)")
     if not (shutil.which("setpriv") and os.path.exists(SYSTEM_PYTHON)):
         pytest.fail("setpriv (util-linux) and /usr/bin/python3 are needed")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp", "PYTHONPATH": package}
     return subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", SYSTEM_PYTHON, "-c", code],
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", SYSTEM_PYTHON, "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -95,5 +97,31 @@ def test_sandbox_runs_without_root_under_uid_wrapper(package_copy):
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "[('dave', '127.0.0.1')]"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_unreadable_config_says_permission_denied(package_copy):
+    directory = tempfile.mkdtemp(prefix="serversession-conf-")
+    try:
+        os.chmod(directory, 0o755)
+        conf = os.path.join(directory, "smb.conf")
+        with open(conf, "w") as handle:
+            handle.write("[global]\n")
+        os.chmod(conf, 0o600)
+        private = os.path.join(directory, "private")
+        os.makedirs(os.path.join(private, "sub"))
+        os.chmod(private, 0o700)
+        code = textwrap.dedent("""
+            import sys
+            from serversession.cli import run
+            sys.argv = ["serversession", "list", "--smb-conf", sys.argv[1]]
+            run()
+        """)
+        for path in (conf, os.path.join(private, "sub", "smb.conf")):  # file mode; a closed parent directory
+            result = as_nobody(package_copy, code, args=(path,))
+            assert result.returncode == 1, result.stderr
+            assert "permission denied" in result.stderr and path in result.stderr
+            assert "Traceback" not in result.stderr
     finally:
         shutil.rmtree(directory, ignore_errors=True)

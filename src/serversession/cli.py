@@ -7,6 +7,7 @@ input. ``SERVERSESSION_DEBUG=1`` shows tracebacks of unexpected errors.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -189,8 +190,22 @@ def demo_command(hold: float, fmt: str) -> None:
     run_demo(hold=hold, fmt=fmt, echo=click.echo)
 
 
+class _WarningFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WarningFormatter())
+    logger = logging.getLogger("serversession")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if os.environ.get("SERVERSESSION_DEBUG") else logging.WARNING)
+
+
 def run() -> None:
     """Entry point: run the command, turning every error into one line and an exit code."""
+    _log_to_stderr()
     try:
         code = main.main(prog_name=PROG, standalone_mode=False)
     except click.exceptions.Abort:

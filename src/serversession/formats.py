@@ -54,16 +54,15 @@ def to_mof(instances: Sequence[CIMObject]) -> str:
 
 
 def to_xml(instances: Sequence[CIMObject]) -> str:
-    """A CIM-XML document (DSP0201) holding each instance with its instance name."""
+    """A CIM-XML document (DSP0201): each instance with its namespace and key bindings.
+
+    DECLGROUP.WITHPATH of VALUE.OBJECTWITHLOCALPATH, i.e. (LOCALINSTANCEPATH, INSTANCE).
+    """
     parts = ['<?xml version="1.0" encoding="utf-8" ?>', '<CIM CIMVERSION="2.0" DTDVERSION="2.0">']
-    parts.append("<DECLARATION><DECLGROUP.WITHNAME>")
-    for instance in instances:
-        cim = instance.to_cim_instance()
-        parts.append("<VALUE.NAMEDOBJECT>")
-        parts.append(cim.path.tocimxmlstr())
-        parts.append(cim.tocimxmlstr())
-        parts.append("</VALUE.NAMEDOBJECT>")
-    parts.append("</DECLGROUP.WITHNAME></DECLARATION></CIM>")
+    parts.append("<DECLARATION><DECLGROUP.WITHPATH>")
+    # pywbem writes an instance whose path has a namespace and no host as VALUE.OBJECTWITHLOCALPATH
+    parts.extend(instance.to_cim_instance().tocimxmlstr() for instance in instances)
+    parts.append("</DECLGROUP.WITHPATH></DECLARATION></CIM>")
     return "\n".join(parts) + "\n"
 
 

@@ -11,15 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from ..errors import NotFound, ServerSessionError
 
-SCHEMA_PACKAGE = "serversession.schema"
 # Compile order: qualifier declarations, then each class after its superclass.
 MOF_FILES = (
     "qualifiers.mof",
@@ -86,8 +83,16 @@ class Schema:
 
 
 def _mof_sources() -> dict[str, str]:
-    root = resources.files(SCHEMA_PACKAGE)
-    return {name: root.joinpath(name).read_text(encoding="utf-8") for name in MOF_FILES}
+    # The package is always installed as files (setuptools, not zipped); reading them
+    # directly spares ``list`` the import of importlib.resources (about 20 ms).
+    from .. import schema as schema_package
+
+    root = os.path.dirname(os.path.abspath(schema_package.__file__ or ""))
+    out = {}
+    for name in MOF_FILES:
+        with open(os.path.join(root, name), encoding="utf-8") as handle:
+            out[name] = handle.read()
+    return out
 
 
 def _cache_path(digest: str) -> str:
@@ -166,6 +171,8 @@ def load_schema() -> Schema:
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no cache yet, or an unusable one: compile again
     data = compile_mof(sources)
+    import tempfile
+
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(path), delete=False, suffix=".tmp") as tmp:

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import InvalidInput, SourceTimeout, SourceUnavailable
-from .base import SessionRecord, Source
+from .base import DEFAULT_TIMEOUT, SessionRecord, Source
 
-__all__ = ["SessionRecord", "Source", "SOURCE_NAMES", "open_source", "read_sessions"]
+__all__ = ["DEFAULT_TIMEOUT", "SOURCE_NAMES", "SessionRecord", "Source", "open_source", "read_sessions"]
 
 SOURCE_NAMES = ("auto", "samba")
-DEFAULT_TIMEOUT = 30.0
+GRACE = 1.0  # extra seconds the guard thread gives a source that bounds its own wait
 
 T = TypeVar("T")
 
@@ -59,4 +59,7 @@ def call_with_timeout(function: Callable[[], T], timeout: float, what: str) -> T
 
 def read_sessions(source: Source, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
     """All session records of ``source``, bounded in time."""
-    return call_with_timeout(source.sessions, timeout, source.description)
+    try:
+        return call_with_timeout(lambda: source.sessions(timeout), timeout + GRACE, source.description)
+    except SourceTimeout:
+        raise SourceTimeout(f"{source.description} did not answer within {timeout:g} s") from None

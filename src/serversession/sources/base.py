@@ -9,6 +9,8 @@ from typing import Protocol
 SESS_GUEST = 0x1
 SESS_NOENCRYPTION = 0x2
 
+DEFAULT_TIMEOUT = 30.0  # seconds a source may take to answer
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
@@ -38,6 +40,10 @@ class Source(Protocol):
     #: short text naming the source and what it reads, for messages
     description: str
 
-    def sessions(self) -> list[SessionRecord]:
-        """Read the sessions that exist now."""
+    def sessions(self, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
+        """Read the sessions that exist now; raise SourceTimeout after ``timeout`` seconds.
+
+        A source that can block where Python cannot interrupt it (C code holding the GIL)
+        must bound that wait itself; :func:`read_sessions` also guards it with a thread.
+        """
         ...

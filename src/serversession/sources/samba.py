@@ -9,25 +9,25 @@ See docs/samba.md for the method and its limits.
 
 from __future__ import annotations
 
-import errno
 import glob
+import logging
 import os
+import stat
 import sys
 import sysconfig
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..errors import SourceDataError, SourceUnavailable
 from . import samba_records as records
-from . import tcp_idle
-from .base import SESS_GUEST, SessionRecord
+from . import samba_tdb, tcp_idle
+from .base import DEFAULT_TIMEOUT, SESS_GUEST, SessionRecord
 
 SAMBA_PYTHON_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3/site-packages")
-TDB_MUTEX_LOCKING = 0x1000  # not exported by the tdb module
+log = logging.getLogger(__name__)
 ANONYMOUS_SID = "S-1-5-7"
 BUILTIN_GUESTS_SID = "S-1-5-32-546"
 DIALECTS = {
@@ -93,12 +93,18 @@ class SambaConfig:
 def load_config(path: str | None, param: Any) -> SambaConfig:
     """Read smb.conf with Samba's own parser (includes, defaults and synonyms as smbd sees them)."""
     path = path or param.default_path()
-    if not os.path.exists(path):
-        raise SourceUnavailable(f"smb.conf not found: {path}")
+    try:
+        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise SourceUnavailable(f"smb.conf not found: {path}") from None
+    except PermissionError:
+        raise SourceUnavailable(f"smb.conf is not readable: {path} (permission denied)") from None
+    except OSError as exc:
+        raise SourceUnavailable(f"smb.conf cannot be read: {path} ({exc.strerror})") from None
+    if is_dir:
+        raise SourceUnavailable(f"smb.conf is a directory, not a file: {path}")
     if not os.access(path, os.R_OK):
         raise SourceUnavailable(f"smb.conf is not readable: {path} (permission denied)")
-    if os.path.isdir(path):
-        raise SourceUnavailable(f"smb.conf is a directory, not a file: {path}")
     lp = param.LoadParm()
     try:
         lp.load(path)
@@ -141,54 +147,7 @@ def smbd_pid(config: SambaConfig) -> int:
     return pid
 
 
-@contextmanager
-def _read_locked(tdb: Any, path: str) -> Iterator[Any]:
-    if not os.path.exists(path):
-        raise SourceUnavailable(f"{path} does not exist; is this smbd's lock directory?")
-    try:
-        db = _open_tdb(tdb, path)
-    except PermissionError:
-        raise SourceUnavailable(f"permission denied reading {path}; run as root") from None
-    except RuntimeError as exc:
-        if "Permission denied" in str(exc):
-            raise SourceUnavailable(f"permission denied reading {path}; run as root") from None
-        raise SourceDataError(f"{path} is not a TDB file smbd wrote: {exc}") from exc
-    try:
-        db.read_lock_all()
-        try:
-            yield db
-        finally:
-            db.read_unlock_all()
-    finally:
-        db.close()
-
-
-def _open_tdb(tdb: Any, path: str) -> Any:
-    """Open a TDB for reading as smbd shares it.
-
-    smbd's volatile TDBs use process-shared mutexes (TDB_MUTEX_LOCKING) where the platform
-    has them; locking those needs a read-write mapping, though nothing is ever written.
-    Other TDBs are opened read-only. Neither way clears the file (no TDB_CLEAR_IF_FIRST).
-    """
-    try:
-        return tdb.Tdb(path, 0, TDB_MUTEX_LOCKING | tdb.INCOMPATIBLE_HASH, os.O_RDWR)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-    return tdb.Tdb(path, 0, tdb.DEFAULT, os.O_RDONLY)
-
-
-def _values(db: Any) -> list[bytes]:
-    out = []
-    key = db.firstkey()
-    while key is not None:
-        value = db.get(key)
-        if value is not None:
-            out.append(value)
-        key = db.nextkey(key)
-    return out
-
-
+@lru_cache(maxsize=4096)  # thousands of sessions share a few connections and addresses
 def _endpoint(address: str) -> tuple[str, int]:
     """``ipv4:1.2.3.4:445`` or ``ipv6:fe80::1:445`` to (normalized ip, port)."""
     _, _, rest = address.partition(":")
@@ -209,7 +168,8 @@ class SambaSource:
         self.description = f"Samba ({smb_conf or 'default smb.conf'})"
         self.warnings: list[str] = []
 
-    def sessions(self) -> list[SessionRecord]:
+    def sessions(self, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
+        self.warnings = []
         tdb, param, ndr, auth = _import_bindings()
         config = load_config(self.smb_conf, param)
         self.description = f"Samba ({config.path})"
@@ -218,10 +178,12 @@ class SambaSource:
         if layout is None:
             raise SourceUnavailable(f"Samba {config.samba_version} is not supported (4.17 or newer is)")
         lock = config.lock_directory
-        with _read_locked(tdb, os.path.join(lock, "smbXsrv_session_global.tdb")) as db:
-            session_blobs = _values(db)
-        with _read_locked(tdb, os.path.join(lock, "smbXsrv_open_global.tdb")) as db:
-            open_blobs = _values(db)
+        session_blobs, open_blobs = samba_tdb.read_databases(
+            tdb,
+            (os.path.join(lock, "smbXsrv_session_global.tdb"), os.path.join(lock, "smbXsrv_open_global.tdb")),
+            timeout,
+            self.description,
+        )
         now = time.time()
         sessions = self._decode_sessions(session_blobs, layout, ndr, auth, config)
         opens = self._decode_opens(open_blobs, layout)
@@ -248,9 +210,12 @@ class SambaSource:
                 failures += 1
                 last_error = exc
                 continue
-            live = tuple(
-                ch for ch in session.channels if alive.setdefault(ch.server_pid, _process_is_smbd(ch.server_pid))
-            )
+            live = []
+            for ch in session.channels:
+                if ch.server_pid not in alive:
+                    alive[ch.server_pid] = _process_is_smbd(ch.server_pid)
+                if alive[ch.server_pid]:
+                    live.append(ch)
             if not live:
                 continue  # stale record of an smbd that died (smbstatus skips these too)
             decoded.append((session, info))
@@ -258,26 +223,33 @@ class SambaSource:
             message = f"{failures} of {len(blobs)} session records of Samba {config.samba_version} could not be decoded"
             if not decoded:
                 raise SourceDataError(f"{message}: {last_error}")
-            self.warnings.append(message)
+            self._warn(message)
         return decoded
 
-    def _decode_opens(self, blobs: list[bytes], layout: records.Layout) -> list[records.OpenGlobalRecord]:
+    def _warn(self, message: str) -> None:
+        """Records skipped but the answer still useful: kept in ``warnings`` and logged."""
+        self.warnings.append(message)
+        log.warning("%s: %s", self.description, message)
+
+    def _decode_opens(self, blobs: list[bytes], layout: records.Layout) -> list[records.OpenGlobalRecord] | None:
+        """The open-file records; None (counts unknown) if there are some and none decodes."""
         opens = []
         for value in blobs:
             try:
                 opens.append(records.decode_open(value, layout))
             except records.RecordFormatError:
                 continue
-        if blobs and not opens:
-            raise SourceDataError("no open-file record of smbd could be decoded")
         if len(opens) < len(blobs):
-            self.warnings.append(f"{len(blobs) - len(opens)} open-file records could not be decoded")
+            unknown = " (ResourcesOpened unknown)" if not opens else ""
+            self._warn(f"{len(blobs) - len(opens)} of {len(blobs)} open-file records could not be decoded{unknown}")
+            if not opens:
+                return None
         return opens
 
     def _records(
         self,
         sessions: list[tuple[records.SessionGlobalRecord, Any]],
-        opens: list[records.OpenGlobalRecord],
+        opens: list[records.OpenGlobalRecord] | None,
         idle: dict[tcp_idle.ConnectionKey, int],
         config: SambaConfig,
         now: float,
@@ -286,7 +258,7 @@ class SambaSource:
         # session: opens of one owner on one connection go to the first such session.
         by_owner: dict[tuple[int, int, str], int] = defaultdict(int)
         by_session: dict[int, int] = defaultdict(int)
-        for op in opens:
+        for op in opens or ():
             if op.disconnected:
                 continue
             if op.session_global_id is not None:
@@ -300,9 +272,11 @@ class SambaSource:
             unix_name = info.unix_info.unix_name if info.unix_info else ""
             anonymous = user_sid == ANONYMOUS_SID
             guest = anonymous or unix_name == config.guest_account or BUILTIN_GUESTS_SID in sids
-            count = by_session.get(session.session_global_id, 0)
+            count: int | None = by_session.get(session.session_global_id, 0)
             for ch in session.channels:
-                count += by_owner.pop((ch.server_pid, ch.server_unique_id, user_sid), 0)
+                count += by_owner.pop((ch.server_pid, ch.server_unique_id, user_sid), 0)  # type: ignore[operator]
+            if opens is None:
+                count = None
             last_request = None
             for ch in session.channels:
                 ms = idle.get((_endpoint(ch.local_address), _endpoint(ch.remote_address)))

@@ -69,6 +69,9 @@ def nttime_to_unix(value: int) -> float | None:
     return value / 1e7 - NTTIME_EPOCH_OFFSET
 
 
+_U8, _U16, _U32, _U64 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q"))
+
+
 class _Reader:
     """Little-endian NDR32 reader with alignment relative to the start of the blob."""
 
@@ -81,28 +84,28 @@ class _Reader:
     def align(self, n: int) -> None:
         self.pos = (self.pos + n - 1) & ~(n - 1)
 
-    def _take(self, fmt: str, size: int) -> Any:
-        end = self.pos + size
+    def _take(self, fmt: struct.Struct) -> Any:
+        end = self.pos + fmt.size
         if end > len(self.data):
             raise RecordFormatError("record is truncated")
-        value = struct.unpack_from(fmt, self.data, self.pos)[0]
+        value = fmt.unpack_from(self.data, self.pos)[0]
         self.pos = end
         return value
 
     def u8(self) -> int:
-        return self._take("<B", 1)
+        return self._take(_U8)
 
     def u16(self) -> int:
-        self.align(2)
-        return self._take("<H", 2)
+        self.pos = (self.pos + 1) & ~1
+        return self._take(_U16)
 
     def u32(self) -> int:
-        self.align(4)
-        return self._take("<I", 4)
+        self.pos = (self.pos + 3) & ~3
+        return self._take(_U32)
 
     def u64(self) -> int:
-        self.align(8)
-        return self._take("<Q", 8)
+        self.pos = (self.pos + 7) & ~7
+        return self._take(_U64)
 
     def skip(self, n: int) -> None:
         if self.pos + n > len(self.data):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from functools import lru_cache
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -32,6 +33,7 @@ class SockDiagError(OSError):
     """The kernel's socket diagnostics could not be read."""
 
 
+@lru_cache(maxsize=4096)
 def normalize_ip(address: str) -> str:
     """Canonical text of an IP address; IPv4-mapped IPv6 becomes plain IPv4."""
     ip = ipaddress.ip_address(address.strip("[]"))
