@@ -70,6 +70,11 @@ def nttime_to_unix(value: int) -> float | None:
 
 
 _U8, _U16, _U32, _U64 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q"))
+# Fixed runs of fields read in one call (the layouts are naturally aligned, so "<" matches NDR):
+# envelope, then session_global0 from db_rec up to connection_dialect
+_SESSION_HEAD = struct.Struct("<IIIIIIQQQQIIH")
+# channel_global0 from server_id (pid, task_id, vnn, unique_id) up to creation_time
+_CHANNEL_HEAD = struct.Struct("<QIIQQQ")
 
 
 class _Reader:
@@ -106,6 +111,16 @@ class _Reader:
     def u64(self) -> int:
         self.pos = (self.pos + 7) & ~7
         return self._take(_U64)
+
+    def fields(self, fmt: struct.Struct) -> tuple[Any, ...]:
+        """Several fields at once, from an 8-byte aligned position."""
+        self.pos = (self.pos + 7) & ~7
+        end = self.pos + fmt.size
+        if end > len(self.data):
+            raise RecordFormatError("record is truncated")
+        values = fmt.unpack_from(self.data, self.pos)
+        self.pos = end
+        return values
 
     def skip(self, n: int) -> None:
         if self.pos + n > len(self.data):
@@ -152,14 +167,17 @@ class _Reader:
 
     def envelope(self) -> None:
         """The ``*_globalB`` header: version, seqnum, union switch, info pointer."""
-        version = self.u32()
-        if version not in (0, 1):
-            raise RecordFormatError(f"unknown record version {version}")
-        self.u32()  # seqnum
-        if self.u32() != version:
-            raise RecordFormatError("union switch does not match the version")
-        if self.u32() == 0:
-            raise RecordFormatError("record has no body")
+        version, _seqnum, switch, body = self.u32(), self.u32(), self.u32(), self.u32()
+        _check_envelope(version, switch, body)
+
+
+def _check_envelope(version: int, switch: int, body: int) -> None:
+    if version not in (0, 1):
+        raise RecordFormatError(f"unknown record version {version}")
+    if switch != version:
+        raise RecordFormatError("union switch does not match the version")
+    if body == 0:
+        raise RecordFormatError("record has no body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,15 +233,10 @@ def strip_watchers(value: bytes) -> bytes:
 def decode_session(blob: bytes, layout: Layout) -> SessionGlobalRecord:
     """Decode an ``smbXsrv_session_globalB`` blob (watch header already removed)."""
     r = _Reader(blob)
-    r.envelope()
-    r.align(8)
-    r.u32()  # [ignore] db_rec, pushed as a NULL pointer
-    session_global_id = r.u32()
-    session_wire_id = r.u64()
-    creation, expiration, auth_time = r.u64(), r.u64(), r.u64()
-    r.u32()  # auth_session_info_seqnum
-    has_auth = r.u32() != 0
-    dialect = r.u16()
+    (version, _seqnum, switch, body, _db_rec, session_global_id, session_wire_id, creation, expiration, auth_time,
+     _auth_seqnum, auth_pointer, dialect) = r.fields(_SESSION_HEAD)  # fmt: skip
+    _check_envelope(version, switch, body)
+    has_auth = auth_pointer != 0
     if layout.session_client_guid:
         r.guid()
     signing_flags = r.u8()
@@ -238,10 +251,7 @@ def decode_session(blob: bytes, layout: Layout) -> SessionGlobalRecord:
         raise RecordFormatError(f"implausible channel count {num_channels}")
     channels = []
     for _ in range(num_channels):
-        r.align(8)
-        pid, unique_id = r.server_id()
-        r.u64()  # channel_id
-        channel_created = r.u64()
+        pid, _task_id, _vnn, unique_id, _channel_id, channel_created = r.fields(_CHANNEL_HEAD)
         local, remote, name = r.string(), r.string(), r.string()
         r.blob()  # signing_key_blob
         r.u32()  # [ignore] signing_key
