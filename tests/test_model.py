@@ -33,7 +33,8 @@ def record(**values: object) -> SessionRecord:
 def test_instance_class_has_every_schema_property_and_nothing_else() -> None:
     cls = instance_class(SERVER_SESSION)
     schema_names = list(load_schema().get(SERVER_SESSION).properties)
-    assert [f.name for f in dataclasses.fields(cls)] == schema_names
+    assert [f.name for f in dataclasses.fields(cls)] == [*schema_names, "server"]  # server: not CIM
+    assert list(cls().to_dict()) == schema_names
     assert "ResourcesOpened" in schema_names and "Caption" in schema_names  # own and inherited
     instance = cls()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -130,3 +131,12 @@ def test_cim_datetime_text() -> None:
     moment = datetime(2026, 11, 24, 9, 5, 7, 123456, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))
     assert cim_datetime_text(moment) == "20261124090507.123456-330"
     assert cim_datetime_text(moment.astimezone(UTC)) == "20261124143507.123456+000"
+
+
+def test_sessions_of_different_servers_stay_apart() -> None:
+    local, remote = server_sessions([record(server="fs1"), record()], now=NOW)
+    assert (local.server, remote.server) == (None, "fs1")
+    assert local.path == 'Win32_ServerSession.ComputerName="10.0.0.5",UserName="alice"'
+    assert remote.path == "\\\\fs1\\root\\cimv2:" + local.path
+    assert remote.to_cim_instance().path.host == "fs1"
+    assert "server" not in remote.to_dict()

@@ -18,6 +18,7 @@ from .schema import NAMESPACE, load_schema
 
 SERVER_SESSION = "Win32_ServerSession"
 UINT32_MAX = 2**32 - 1
+_WMI_NAMESPACE = NAMESPACE.replace("/", "\\")  # root\cimv2
 
 _PYTHON_TYPES: dict[str, Any] = {
     "string": str,
@@ -35,16 +36,23 @@ class CIMObject:
     __slots__ = ()
     classname: str = ""
 
+    #: the server the instance was read from (None: this machine); not a CIM property
+    server: str | None
+
     def to_dict(self) -> dict[str, Any]:
         """Property name to value, every property of the class (None when unknown)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {name: getattr(self, name) for name in load_schema().get(self.classname).properties}
 
     @property
     def path(self) -> str:
-        """The WMI object path, e.g. ``Win32_ServerSession.ComputerName="x",UserName="y"``."""
+        r"""The WMI object path: ``Win32_ServerSession.ComputerName="x",UserName="y"``, relative for
+        this machine, ``\\SERVER\root\cimv2:...`` for an instance read from another server."""
         cls = load_schema().get(self.classname)
         keys = ",".join(f'{k}="{_escape(getattr(self, k))}"' for k in cls.keys)
-        return f"{cls.name}.{keys}"
+        relative = f"{cls.name}.{keys}"
+        if self.server:
+            return rf"\\{self.server}\{_WMI_NAMESPACE}:{relative}"
+        return relative
 
     def to_cim_instance(self) -> Any:
         """This instance as a ``pywbem.CIMInstance`` with its instance path."""
@@ -58,7 +66,7 @@ class CIMObject:
                 value = pywbem.CIMDateTime(value)
             props[prop.name] = pywbem.CIMProperty(prop.name, value, type=prop.type)
         key_values = {k: getattr(self, k) for k in cls.keys}
-        path = pywbem.CIMInstanceName(cls.name, keybindings=key_values, namespace=NAMESPACE)
+        path = pywbem.CIMInstanceName(cls.name, keybindings=key_values, namespace=NAMESPACE, host=self.server)
         return pywbem.CIMInstance(cls.name, properties=props, path=path)
 
 
@@ -70,10 +78,11 @@ def _escape(value: object) -> str:
 def instance_class(name: str) -> type[CIMObject]:
     """The generated dataclass for the schema class ``name``."""
     cls = load_schema().get(name)
-    fields = [
+    fields: list[Any] = [
         (p.name, _PYTHON_TYPES.get(p.type, Any) | None, dataclasses.field(default=None))
         for p in cls.properties.values()
     ]
+    fields.append(("server", str | None, dataclasses.field(default=None, repr=False)))
     generated = dataclasses.make_dataclass(
         cls.name,
         fields,
@@ -113,18 +122,18 @@ def local_datetime(timestamp: float) -> datetime:
 
 
 def server_sessions(records: Iterable[SessionRecord], now: float | None = None) -> list[CIMObject]:
-    """One Win32_ServerSession per (ComputerName, UserName), merged as DESIGN.md section 2 says.
+    """One Win32_ServerSession per (server, ComputerName, UserName), merged as DESIGN.md section 2 says.
 
     Of several sessions with the same keys: ActiveTime and InstallDate of the oldest,
     IdleTime of the least idle, ResourcesOpened summed, the rest from the oldest.
     """
     now = time.time() if now is None else now
-    groups: dict[tuple[str, str], list[SessionRecord]] = {}
+    groups: dict[tuple[str | None, str, str], list[SessionRecord]] = {}
     for record in records:
-        groups.setdefault((record.computer_name, record.user_name), []).append(record)
+        groups.setdefault((record.server, record.computer_name, record.user_name), []).append(record)
     cls = instance_class(SERVER_SESSION)
     out = [_merged(cls, group, now) for group in groups.values()]
-    out.sort(key=lambda s: (s.ComputerName.lower(), s.UserName.lower()))  # type: ignore[attr-defined]
+    out.sort(key=lambda s: (s.server or "", s.ComputerName.lower(), s.UserName.lower()))  # type: ignore[attr-defined]
     return out
 
 
@@ -165,4 +174,5 @@ def _merged(cls: type[CIMObject], group: Sequence[SessionRecord], now: float) ->
         Status="OK" if "OK" in statuses else oldest.status,
         TransportName=oldest.transport,
         UserName=user,
+        server=oldest.server,
     )
