@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .model import CIMObject, server_sessions
 from .sources import DEFAULT_TIMEOUT, open_source, read_sessions
+
+if TYPE_CHECKING:
+    from .query import QueryResult
 
 
 def sessions(
@@ -23,3 +28,29 @@ def sessions(
     :raises serversession.errors.ServerSessionError: the source cannot be read.
     """
     return server_sessions(read_sessions(open_source(source, smb_conf=smb_conf), timeout))
+
+
+def query(wql: str, **source_options: Any) -> QueryResult:
+    """Answer a WQL query, e.g. ``query("SELECT * FROM Win32_ServerSession WHERE IdleTime > 600")``.
+
+    The result is a list of instances with ``.properties``, the names selected (keys included).
+    ``source_options`` are those of :func:`sessions`. The query is checked before the source is
+    read: :class:`~serversession.query.WQLError` (invalid input) names the position of an error.
+    """
+    from .query import compile_query
+
+    compiled = compile_query(wql)
+    return compiled.run(sessions(**source_options))
+
+
+def get(path: str, **source_options: Any) -> CIMObject:
+    """The instance an object path names, e.g. ``get('Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"')``.
+
+    Raises :class:`~serversession.errors.NotFound` if there is none, and
+    :class:`~serversession.query.PathError` (invalid input) if the path is malformed.
+    """
+    from .query import find_instance
+    from .query.lookup import resolve_path
+
+    wanted = resolve_path(path)
+    return find_instance(wanted, sessions(**source_options))

@@ -229,3 +229,45 @@ def run() -> None:
         click.echo(f"{PROG}: internal error: {type(exc).__name__}: {exc} (SERVERSESSION_DEBUG=1 shows more)", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+@main.command("query")
+@click.argument("wql")
+@source_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+def query_command(wql: str, fmt: str, **source: Any) -> None:
+    """Answer a WQL query, e.g. "SELECT * FROM Win32_ServerSession WHERE IdleTime > 600".
+
+    Exit 2 if the query is not valid WQL (the message names the position).
+    """
+    from .api import query
+    from .model import load_schema
+
+    result = query(wql, **source)
+    cls = load_schema().get(result.classname)
+    click.echo(render(result, cls, fmt, _table_width(fmt), properties=result.properties, system=True), nl=False)
+
+
+@main.command("get")
+@click.argument("path", metavar="OBJECTPATH")
+@source_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+def get_command(path: str, fmt: str, **source: Any) -> None:
+    """Print the instance an object path names, e.g. 'Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"'.
+
+    Exit 1 if there is no such instance, 2 if the path is malformed.
+    """
+    from .api import get
+    from .model import load_schema
+
+    instance = get(path, **source)
+    cls = load_schema().get(instance.classname)
+    system = fmt in ("json", "csv")
+    text = render([instance], cls, fmt, _table_width(fmt), system=system)
+    if fmt == "json":  # one object, not an array of one
+        text = json.dumps(json.loads(text)[0], indent=2) + "\n"
+    click.echo(text, nl=False)
+
+
+def _table_width(fmt: str) -> int | None:
+    return None if fmt != "table" else (click.get_terminal_size()[0] if sys.stdout.isatty() else 200)

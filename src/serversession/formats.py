@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from .model import CIMObject, ClassDef
+from .model.instances import SYSTEM_PROPERTIES
 
 FORMATS = ("table", "json", "csv", "mof", "xml")
 
@@ -32,28 +33,50 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def to_json(instances: Sequence[CIMObject]) -> str:
-    """A JSON array of objects keyed by CIM property name; null when unknown."""
-    return json.dumps([{k: _plain(v) for k, v in i.to_dict().items()} for i in instances], indent=2)
+def _rows(instances: Sequence[CIMObject], properties: Sequence[str], system: bool) -> list[dict[str, Any]]:
+    rows = []
+    for instance in instances:
+        row = instance.system_properties() if system else {}
+        values = instance.to_dict()
+        row.update((p, values.get(p)) for p in properties)
+        rows.append(row)
+    return rows
 
 
-def to_csv(instances: Sequence[CIMObject], cls: ClassDef) -> str:
-    """CSV with a header row of property names; empty cells when unknown."""
+def to_json(instances: Sequence[CIMObject], properties: Sequence[str], system: bool = False) -> str:
+    """A JSON array of objects keyed by CIM property name; null when unknown.
+
+    ``system`` puts WMI's system properties (``__CLASS``, ``__PATH``, ...) in front.
+    """
+    rows = [{k: _plain(v) for k, v in row.items()} for row in _rows(instances, properties, system)]
+    return json.dumps(rows, indent=2)
+
+
+def to_csv(instances: Sequence[CIMObject], properties: Sequence[str], system: bool = False) -> str:
+    """CSV with a header row of property names; empty cells when unknown (arrays joined by ``;``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(cls.properties)
-    for instance in instances:
-        values = instance.to_dict()
-        writer.writerow(["" if values[p] is None else _plain(values[p]) for p in cls.properties])
+    header = [*(SYSTEM_PROPERTIES if system else ()), *properties]
+    writer.writerow(header)
+    for row in _rows(instances, properties, system):
+        writer.writerow([_csv_cell(row.get(p)) for p in header])
     return out.getvalue()
 
 
-def to_mof(instances: Sequence[CIMObject]) -> str:
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(map(str, value))
+    return _plain(value)
+
+
+def to_mof(instances: Sequence[CIMObject], properties: Sequence[str] | None = None) -> str:
     """``instance of CLASS { ... };`` blocks, as pywbem writes them."""
-    return "\n".join(i.to_cim_instance().tomof() for i in instances)
+    return "\n".join(i.to_cim_instance(properties).tomof() for i in instances)
 
 
-def to_xml(instances: Sequence[CIMObject]) -> str:
+def to_xml(instances: Sequence[CIMObject], properties: Sequence[str] | None = None) -> str:
     """A CIM-XML document (DSP0201): each instance with its namespace and key bindings.
 
     DECLGROUP.WITHPATH of VALUE.OBJECTWITHLOCALPATH, i.e. (LOCALINSTANCEPATH, INSTANCE).
@@ -61,7 +84,7 @@ def to_xml(instances: Sequence[CIMObject]) -> str:
     parts = ['<?xml version="1.0" encoding="utf-8" ?>', '<CIM CIMVERSION="2.0" DTDVERSION="2.0">']
     parts.append("<DECLARATION><DECLGROUP.WITHPATH>")
     # pywbem writes an instance whose path has a namespace and no host as VALUE.OBJECTWITHLOCALPATH
-    parts.extend(instance.to_cim_instance().tocimxmlstr() for instance in instances)
+    parts.extend(instance.to_cim_instance(properties).tocimxmlstr() for instance in instances)
     parts.append("</DECLGROUP.WITHPATH></DECLARATION></CIM>")
     return "\n".join(parts) + "\n"
 
@@ -91,20 +114,25 @@ def _cell(instance: CIMObject, prop: str, cls: ClassDef) -> str:
     return str(value)
 
 
-def to_table(instances: Sequence[CIMObject], cls: ClassDef, width: int | None = None) -> str:
-    """An aligned table for people."""
+def to_table(
+    instances: Sequence[CIMObject], cls: ClassDef, width: int | None = None, properties: Sequence[str] | None = None
+) -> str:
+    """An aligned table for people: the usual columns, or ``properties`` when a query chose them."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
+    columns = TABLE_COLUMNS
+    if properties is not None and list(properties) != list(cls.properties):
+        columns = tuple((p, p) for p in properties)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for heading, prop in TABLE_COLUMNS:
+    for heading, prop in columns:
         numeric = (
             cls.properties[prop].type.startswith(("uint", "sint")) and "ValueMap" not in cls.properties[prop].qualifiers
         )
         table.add_column(heading, justify="right" if numeric else "left", overflow="fold")
     for instance in instances:
-        table.add_row(*(_cell(instance, prop, cls) for _, prop in TABLE_COLUMNS))
+        table.add_row(*(_cell(instance, prop, cls) for _, prop in columns))
     out = io.StringIO()
     console = Console(file=out, width=width or 200, color_system=None, highlight=False, soft_wrap=False)
     console.print(table)
@@ -113,14 +141,26 @@ def to_table(instances: Sequence[CIMObject], cls: ClassDef, width: int | None = 
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
 
 
-def render(instances: Sequence[CIMObject], cls: ClassDef, fmt: str, width: int | None = None) -> str:
-    """``instances`` in the format called ``fmt`` (one of FORMATS)."""
+def render(
+    instances: Sequence[CIMObject],
+    cls: ClassDef,
+    fmt: str,
+    width: int | None = None,
+    properties: Sequence[str] | None = None,
+    system: bool = False,
+) -> str:
+    """``instances`` in the format called ``fmt`` (one of FORMATS).
+
+    ``properties``: the properties to show (default: all of ``cls``); ``system``: add WMI's
+    system properties to json and csv (what ``query`` returns).
+    """
+    chosen = list(cls.properties) if properties is None else list(properties)
     if fmt == "json":
-        return to_json(instances) + "\n"
+        return to_json(instances, chosen, system) + "\n"
     if fmt == "csv":
-        return to_csv(instances, cls)
+        return to_csv(instances, chosen, system)
     if fmt == "mof":
-        return to_mof(instances)
+        return to_mof(instances, properties)
     if fmt == "xml":
-        return to_xml(instances)
-    return to_table(instances, cls, width)
+        return to_xml(instances, properties)
+    return to_table(instances, cls, width, properties)

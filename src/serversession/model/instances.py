@@ -7,6 +7,7 @@ and typed after the CIM properties), so the code never repeats the schema.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,11 +15,23 @@ from functools import cache
 from typing import Any
 
 from ..sources.base import SESS_GUEST, SESS_NOENCRYPTION, SessionRecord
+from .objectpath import ObjectPath, format_path
 from .schema import NAMESPACE, load_schema
 
 SERVER_SESSION = "Win32_ServerSession"
 UINT32_MAX = 2**32 - 1
-_WMI_NAMESPACE = NAMESPACE.replace("/", "\\")  # root\cimv2
+WMI_NAMESPACE = NAMESPACE.replace("/", "\\")  # root\cimv2
+SYSTEM_PROPERTIES = (
+    "__GENUS", "__CLASS", "__SUPERCLASS", "__DYNASTY", "__RELPATH", "__PROPERTY_COUNT",
+    "__DERIVATION", "__SERVER", "__NAMESPACE", "__PATH",
+)  # fmt: skip
+
+
+@cache
+def local_server_name() -> str:
+    """This machine's name as WMI reports it in ``__SERVER``: the short host name, upper case."""
+    return socket.gethostname().split(".")[0].upper()
+
 
 _PYTHON_TYPES: dict[str, Any] = {
     "string": str,
@@ -44,23 +57,48 @@ class CIMObject:
         return {name: getattr(self, name) for name in load_schema().get(self.classname).properties}
 
     @property
+    def object_path(self) -> ObjectPath:
+        """The instance's :class:`ObjectPath`; with host and namespace when read from another server."""
+        cls = load_schema().get(self.classname)
+        keys = tuple((k, getattr(self, k)) for k in cls.keys)
+        if self.server:
+            return ObjectPath(cls.name, keys, host=self.server, namespace=WMI_NAMESPACE)
+        return ObjectPath(cls.name, keys)
+
+    @property
     def path(self) -> str:
         r"""The WMI object path: ``Win32_ServerSession.ComputerName="x",UserName="y"``, relative for
         this machine, ``\\SERVER\root\cimv2:...`` for an instance read from another server."""
-        cls = load_schema().get(self.classname)
-        keys = ",".join(f'{k}="{_escape(getattr(self, k))}"' for k in cls.keys)
-        relative = f"{cls.name}.{keys}"
-        if self.server:
-            return rf"\\{self.server}\{_WMI_NAMESPACE}:{relative}"
-        return relative
+        return format_path(self.object_path)
 
-    def to_cim_instance(self) -> Any:
-        """This instance as a ``pywbem.CIMInstance`` with its instance path."""
+    def system_properties(self) -> dict[str, Any]:
+        """WMI's system properties (``__CLASS``, ``__PATH``, ...) of this instance."""
+        cls = load_schema().get(self.classname)
+        chain = load_schema().superclasses(cls.name)
+        server = self.server or local_server_name()
+        relative = format_path(ObjectPath(cls.name, tuple((k, getattr(self, k)) for k in cls.keys)))
+        return {
+            "__GENUS": 2,
+            "__CLASS": cls.name,
+            "__SUPERCLASS": cls.superclass,
+            "__DYNASTY": chain[-1] if chain else cls.name,
+            "__RELPATH": relative,
+            "__PROPERTY_COUNT": len(cls.properties),
+            "__DERIVATION": chain,
+            "__SERVER": server,
+            "__NAMESPACE": WMI_NAMESPACE,
+            "__PATH": f"\\\\{server}\\{WMI_NAMESPACE}:{relative}",
+        }
+
+    def to_cim_instance(self, properties: Sequence[str] | None = None) -> Any:
+        """This instance as a ``pywbem.CIMInstance`` with its instance path (only ``properties`` if given)."""
         import pywbem
 
         cls = load_schema().get(self.classname)
         props = {}
         for prop in cls.properties.values():
+            if properties is not None and prop.name not in properties:
+                continue
             value = getattr(self, prop.name)
             if isinstance(value, datetime):
                 value = pywbem.CIMDateTime(value)
@@ -68,10 +106,6 @@ class CIMObject:
         key_values = {k: getattr(self, k) for k in cls.keys}
         path = pywbem.CIMInstanceName(cls.name, keybindings=key_values, namespace=NAMESPACE, host=self.server)
         return pywbem.CIMInstance(cls.name, properties=props, path=path)
-
-
-def _escape(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"')
 
 
 @cache

@@ -74,6 +74,20 @@ class Schema:
     classes: dict[str, ClassDef]
     mof_text: str
 
+    def superclasses(self, name: str) -> list[str]:
+        """The superclasses of ``name``, nearest first (WMI's ``__DERIVATION``)."""
+        chain = []
+        cls = self.get(name)
+        while cls.superclass:
+            cls = self.get(cls.superclass)
+            chain.append(cls.name)
+        return chain
+
+    def subclasses(self, name: str) -> list[str]:
+        """``name`` and every class derived from it, directly or not."""
+        base = self.get(name).name
+        return [c for c in self.classes if c == base or base in self.superclasses(c)]
+
     def get(self, name: str) -> ClassDef:
         """The class called ``name`` (case-insensitive); NotFound if there is none."""
         for cls in self.classes.values():

@@ -1,0 +1,20 @@
+"""The query layer: WQL and object paths over instances (DESIGN.md section 3)."""
+
+from ..model.objectpath import ObjectPath, PathError, format_path, parse_path
+from .evaluate import CompiledQuery, QueryResult, compile_query, run_query
+from .lookup import find_instance
+from .wql import NotSupported, WQLError
+
+__all__ = [
+    "CompiledQuery",
+    "NotSupported",
+    "ObjectPath",
+    "PathError",
+    "QueryResult",
+    "WQLError",
+    "compile_query",
+    "find_instance",
+    "format_path",
+    "parse_path",
+    "run_query",
+]

@@ -1,0 +1,71 @@
+"""``get``: the instance an object path names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..errors import InvalidInput, NotFound
+from ..model import CIMObject, load_schema
+from ..model.instances import WMI_NAMESPACE, local_server_name
+from ..model.objectpath import ObjectPath, parse_path
+
+_LOCAL_HOSTS = frozenset({".", "localhost", "127.0.0.1", "::1"})
+
+
+def resolve_path(text: str | ObjectPath) -> ObjectPath:
+    """Parse ``text`` and check it against the schema: known class and namespace, its keys and no others.
+
+    NotFound (exit 1) for a class or namespace that does not exist; InvalidInput (exit 2) for
+    malformed paths and wrong keys. Key values are converted to the key's CIM type.
+    """
+    path = parse_path(text) if isinstance(text, str) else text
+    if path.namespace and path.namespace.replace("/", "\\").strip("\\").lower() != WMI_NAMESPACE.lower():
+        raise NotFound(f"no namespace {path.namespace!r} (serversession serves {WMI_NAMESPACE})")
+    cls = load_schema().get(path.classname)
+    if not cls.keys:
+        raise NotFound(f"{cls.name} has no instances of its own (it has no key properties)")
+    if path.singleton:
+        raise InvalidInput(f"{cls.name} is not a singleton: name its keys ({', '.join(cls.keys)})")
+    given = dict(path.keys)
+    if None in given:
+        if len(cls.keys) != 1:
+            raise InvalidInput(f"{cls.name} has {len(cls.keys)} keys: name each ({', '.join(cls.keys)})")
+        given = {cls.keys[0]: given[None]}
+    keys = []
+    for name, value in given.items():
+        key = next((k for k in cls.keys if k.lower() == (name or "").lower()), None)
+        if key is None:
+            raise InvalidInput(f"{name} is not a key of {cls.name} (its keys: {', '.join(cls.keys)})")
+        expected = cls.properties[key].type
+        if expected == "string" and not isinstance(value, str):
+            raise InvalidInput(f"key {key} is a string: quote its value")
+        if expected != "string" and isinstance(value, str):
+            raise InvalidInput(f"key {key} is {expected}: give a number")
+        keys.append((key, value))
+    missing = [k for k in cls.keys if k not in dict(keys)]
+    if missing:
+        raise InvalidInput(f"the path lacks key {', '.join(missing)} of {cls.name}")
+    return ObjectPath(cls.name, tuple(keys), path.host, path.namespace)
+
+
+def find_instance(path: str | ObjectPath, instances: Iterable[CIMObject]) -> CIMObject:
+    """The instance named by ``path`` (keys compared without regard to case, as WMI does).
+
+    A path with a host matches only instances read from that server (``.``, ``localhost`` and
+    this machine's name mean the local one); a relative path matches any server's.
+    """
+    wanted = resolve_path(path)
+    host = wanted.host.lower() if wanted.host else None
+    host_is_local = host in _LOCAL_HOSTS or host == local_server_name().lower()
+    relative = ObjectPath(wanted.classname, wanted.keys)
+    classes = set(load_schema().subclasses(wanted.classname))
+    for instance in instances:
+        if instance.classname not in classes:
+            continue
+        if host is not None:  # a relative path names an instance of whichever server was read
+            server = instance.server.lower() if instance.server else None
+            if not (server == host or (server is None and host_is_local)):
+                continue
+        if ObjectPath(wanted.classname, instance.object_path.keys) == relative:
+            return instance
+    raise NotFound(f"no instance {path if isinstance(path, str) else str(path)}")

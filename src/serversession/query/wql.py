@@ -1,0 +1,474 @@
+"""WQL, the WMI Query Language, parsed into a small syntax tree.
+
+Written by hand because no Python library implements WQL. A recursive-descent parser over a
+lazy lexer, rather than a generated one, because WQL's lexing depends on context (a string
+after LIKE keeps its backslashes), every error must name its position and the token expected,
+and nesting must be bounded before Python's own recursion limit is near.
+
+Grammar (MS-WMI 2.2.1 and Microsoft's WQL reference)::
+
+    query      := select | associators | references
+    select     := SELECT ('*' | property (',' property)*) FROM class
+                  [WITHIN number] [WHERE expr] [GROUP WITHIN number [BY ...] [HAVING ...]]
+    expr       := and (OR and)*
+    and        := unary (AND unary)*
+    unary      := NOT unary | '(' expr ')' | test
+    test       := operand compare operand | property IS [NOT] NULL
+                | property [NOT] LIKE string | property ISA string
+    operand    := property | string | number | TRUE | FALSE | NULL
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidInput, ServerSessionError
+
+MAX_LENGTH = 16_384  # characters in a query
+MAX_DEPTH = 64  # nested parentheses and NOTs
+COMPARE_OPS = ("=", "<>", "!=", "<=", ">=", "<", ">")
+EVENT_CLASSES = frozenset(
+    name.lower()
+    for name in (
+        "__Event",
+        "__InstanceOperationEvent",
+        "__InstanceCreationEvent",
+        "__InstanceDeletionEvent",
+        "__InstanceModificationEvent",
+        "__ClassOperationEvent",
+        "__ExtrinsicEvent",
+        "__TimerEvent",
+    )
+)
+
+
+class WQLError(InvalidInput):
+    """A query that is not valid WQL; ``position`` is 1-based."""
+
+    def __init__(self, position: int, message: str) -> None:
+        super().__init__(f"WQL error at {position}: {message}")
+        self.position = position
+        self.reason = message
+
+
+class NotSupported(ServerSessionError):
+    """Valid WQL that serversession does not answer yet (exit code 1)."""
+
+
+# --- syntax tree ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str  # as written; resolved against the schema by the compiler
+    position: int
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: Any  # str, int, float, bool or None
+    position: int
+
+
+@dataclass(frozen=True)
+class Compare:
+    left: Property | Constant
+    op: str
+    right: Property | Constant
+    position: int
+
+
+@dataclass(frozen=True)
+class IsNull:
+    prop: Property
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Like:
+    prop: Property
+    pattern: str
+    negated: bool
+    position: int  # of the pattern
+
+
+@dataclass(frozen=True)
+class Isa:
+    prop: Property
+    classname: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Node
+
+
+@dataclass(frozen=True)
+class And:
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    operands: tuple[Node, ...]
+
+
+Node = Compare | IsNull | Like | Isa | Not | And | Or
+
+
+@dataclass(frozen=True)
+class SelectQuery:
+    """``SELECT properties FROM classname WHERE where``; ``properties`` None means ``*``."""
+
+    properties: tuple[Property, ...] | None
+    classname: str
+    class_position: int
+    where: Node | None
+    text: str
+
+
+# --- lexer ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # name, string, number, op, punct, eof
+    value: Any
+    position: int  # 1-based
+    text: str
+
+
+_SPACE = re.compile(r"\s*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"[+-]?(?:0[xX][0-9A-Fa-f]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![A-Za-z0-9_])")
+_OPS = ("<>", "!=", "<=", ">=", "=", "<", ">")
+_PUNCT = "(),*{}.:"
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'"}
+
+
+class Lexer:
+    """Tokens on demand; ``raw`` strings (LIKE patterns) keep their backslashes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def next(self, raw: bool = False) -> Token:
+        text = self.text
+        self.pos = _SPACE.match(text, self.pos).end()  # type: ignore[union-attr]
+        start = self.pos
+        if start >= len(text):
+            return Token("eof", None, start + 1, "end of query")
+        char = text[start]
+        if char in "'\"":
+            return self._string(start, char, raw)
+        number = _NUMBER.match(text, start)
+        if number:
+            self.pos = number.end()
+            return Token("number", _number(number.group()), start + 1, number.group())
+        name = _NAME.match(text, start)
+        if name:
+            self.pos = name.end()
+            return Token("name", name.group(), start + 1, name.group())
+        for op in _OPS:
+            if text.startswith(op, start):
+                self.pos = start + len(op)
+                return Token("op", op, start + 1, op)
+        if char in _PUNCT:
+            self.pos = start + 1
+            return Token("punct", char, start + 1, char)
+        raise WQLError(start + 1, f"unexpected character {char!r}")
+
+    def _string(self, start: int, quote: str, raw: bool) -> Token:
+        text = self.text
+        out = []
+        i = start + 1
+        while i < len(text):
+            char = text[i]
+            if char == quote:
+                self.pos = i + 1
+                return Token("string", "".join(out), start + 1, text[start : i + 1])
+            if char == "\\" and not raw:
+                follower = text[i + 1 : i + 2]
+                if follower not in _ESCAPES:
+                    raise WQLError(i + 1, "a backslash in a string must be written \\\\ (or escape a quote)")
+                out.append(_ESCAPES[follower])
+                i += 2
+                continue
+            out.append(char)
+            i += 1
+        raise WQLError(start + 1, "string is not closed")
+
+
+def _number(text: str) -> int | float:
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("+-")
+    if body[:2].lower() == "0x":
+        return sign * int(body, 16)
+    if any(c in body for c in ".eE"):
+        return sign * float(body)
+    return sign * int(body)
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+class Parser:
+    def __init__(self, text: str) -> None:
+        if len(text) > MAX_LENGTH:
+            raise WQLError(MAX_LENGTH + 1, f"query is longer than {MAX_LENGTH} characters")
+        self.lexer = Lexer(text)
+        self.text = text
+        self.depth = 0
+        self._peeked: tuple[bool, Token, int] | None = None
+
+    # token helpers
+    def peek(self, raw: bool = False) -> Token:
+        if self._peeked is not None and self._peeked[0] == raw:
+            return self._peeked[1]
+        start = self._peeked[2] if self._peeked is not None else self.lexer.pos
+        self.lexer.pos = start
+        token = self.lexer.next(raw)
+        self._peeked = (raw, token, start)
+        return token
+
+    def take(self, raw: bool = False) -> Token:
+        token = self.peek(raw)
+        self._peeked = None
+        return token
+
+    def keyword(self, *words: str) -> str | None:
+        """Take the next token if it is one of ``words`` (case-insensitive); return it upper-cased."""
+        token = self.peek()
+        if token.kind == "name" and token.value.upper() in words:
+            self.take()
+            return token.value.upper()
+        return None
+
+    def expect_keyword(self, word: str) -> Token:
+        token = self.peek()
+        if not self.keyword(word):
+            raise self.error(token, word)
+        return token
+
+    def punct(self, char: str) -> bool:
+        token = self.peek()
+        if token.kind == "punct" and token.value == char:
+            self.take()
+            return True
+        return False
+
+    def error(self, token: Token, expected: str) -> WQLError:
+        found = "the end of the query" if token.kind == "eof" else repr(token.text)
+        return WQLError(token.position, f"expected {expected}, found {found}")
+
+    def name(self, what: str) -> Token:
+        token = self.peek()
+        if token.kind != "name" or token.value.upper() in _RESERVED:
+            raise self.error(token, what)
+        return self.take()
+
+    # grammar
+    def query(self) -> SelectQuery:
+        first = self.peek()
+        word = self.keyword("SELECT", "ASSOCIATORS", "REFERENCES")
+        if word is None:
+            raise self.error(first, "SELECT, ASSOCIATORS OF or REFERENCES OF")
+        if word != "SELECT":
+            self._association(word)
+        properties = self._select_list()
+        self.expect_keyword("FROM")
+        cls = self.name("a class name")
+        if cls.value.lower() in EVENT_CLASSES or (self.peek().kind == "name" and self.peek().value.upper() == "WITHIN"):
+            self._event_query()
+        where = None
+        if self.keyword("WHERE"):
+            where = self.expr()
+        token = self.peek()
+        if token.kind == "name" and token.value.upper() in ("GROUP", "HAVING"):
+            self._event_query()
+        if token.kind != "eof":
+            raise self.error(token, "WHERE or the end of the query" if where is None else "AND, OR or the end")
+        return SelectQuery(properties, cls.value, cls.position, where, self.text)
+
+    def _select_list(self) -> tuple[Property, ...] | None:
+        if self.punct("*"):
+            return None
+        props = [self._property("a property name or *")]
+        while self.punct(","):
+            props.append(self._property("a property name"))
+        return tuple(props)
+
+    def _property(self, what: str = "a property name") -> Property:
+        token = self.name(what)
+        name = token.value
+        while self.punct("."):  # TargetInstance.Name: only meaningful in event queries
+            name += "." + self.name("a property name").value
+        return Property(name, token.position)
+
+    def _association(self, word: str) -> None:
+        """Parse ``ASSOCIATORS OF {path} [WHERE ...]`` fully, then refuse it."""
+        self.expect_keyword("OF")
+        token = self.peek()
+        if not self.punct("{"):
+            raise self.error(token, "{ and an object path")
+        close = self.text.find("}", self.lexer.pos)  # the path is not WQL: skip it as text
+        if close < 0:
+            raise WQLError(token.position, "object path is not closed with }")
+        self.lexer.pos = close + 1
+        self._peeked = None
+        if self.keyword("WHERE"):
+            while True:
+                token = self.peek()
+                if token.kind == "eof":
+                    break
+                if not (token.kind == "name" and token.value.upper() in _ASSOCIATION_WORDS):
+                    raise self.error(token, "an ASSOCIATORS/REFERENCES keyword such as ResultClass or KeysOnly")
+                self.take()
+                if token.value.upper() not in ("CLASSDEFSONLY", "SCHEMAONLY", "KEYSONLY"):
+                    op = self.peek()
+                    if not (op.kind == "op" and op.value == "="):
+                        raise self.error(op, "=")
+                    self.take()
+                    self.name("a class or role name")
+        end = self.peek()
+        if end.kind != "eof":
+            raise self.error(end, "WHERE or the end of the query")
+        raise NotSupported(
+            f"{word} OF queries are not supported yet: serversession has no association classes "
+            "(Win32_ServerConnection, Win32_ConnectionShare) so far"
+        )
+
+    def _event_query(self) -> None:
+        raise NotSupported(
+            "event queries (WITHIN, GROUP, HAVING, __Instance*Event) are not supported yet; "
+            "serversession watch will answer them"
+        )
+
+    def expr(self) -> Node:
+        operands = [self.conjunction()]
+        while self.keyword("OR"):
+            operands.append(self.conjunction())
+        return operands[0] if len(operands) == 1 else Or(tuple(operands))
+
+    def conjunction(self) -> Node:
+        operands = [self.unary()]
+        while self.keyword("AND"):
+            operands.append(self.unary())
+        return operands[0] if len(operands) == 1 else And(tuple(operands))
+
+    def unary(self) -> Node:
+        token = self.peek()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise WQLError(token.position, f"query is nested more than {MAX_DEPTH} levels deep")
+        try:
+            if self.keyword("NOT"):
+                return Not(self.unary())
+            if self.punct("("):
+                inner = self.expr()
+                close = self.peek()
+                if not self.punct(")"):
+                    raise self.error(close, ") or AND/OR")
+                return inner
+            return self.test()
+        finally:
+            self.depth -= 1
+
+    def test(self) -> Node:
+        left = self.operand()
+        token = self.peek()
+        if isinstance(left, Property):
+            word = token.value.upper() if token.kind == "name" else None
+            if word == "IS":
+                self.take()
+                negated = bool(self.keyword("NOT"))
+                null = self.peek()
+                if not self.keyword("NULL"):
+                    raise self.error(null, "NULL" if negated else "NULL or NOT NULL")
+                return IsNull(left, negated)
+            if word in ("LIKE", "NOT"):
+                self.take()
+                negated = word == "NOT"
+                if negated:
+                    self.expect_keyword("LIKE")
+                pattern = self.take(raw=True)
+                if pattern.kind != "string":
+                    raise self.error(pattern, "a quoted LIKE pattern")
+                return Like(left, pattern.value, negated, pattern.position)
+            if word == "ISA":
+                self.take()
+                cls = self.take()
+                if cls.kind != "string":
+                    raise self.error(cls, "a quoted class name")
+                return Isa(left, cls.value, cls.position)
+        if token.kind != "op":
+            expected = "an operator (=, <>, <, >, <=, >=, LIKE, IS, ISA)"
+            raise self.error(token, expected if isinstance(left, Property) else "an operator (=, <>, <, >, <=, >=)")
+        self.take()
+        right = self.operand()
+        if isinstance(left, Constant) and isinstance(right, Constant):
+            raise WQLError(left.position, "a comparison needs a property on one side")
+        return Compare(left, token.value, right, token.position)
+
+    def operand(self) -> Property | Constant:
+        token = self.peek()
+        if token.kind in ("string", "number"):
+            self.take()
+            return Constant(token.value, token.position)
+        if token.kind == "name":
+            word = token.value.upper()
+            if word in ("TRUE", "FALSE", "NULL"):
+                self.take()
+                return Constant({"TRUE": True, "FALSE": False, "NULL": None}[word], token.position)
+            if word not in _RESERVED:
+                return self._property()
+        raise self.error(token, "a property name or a constant")
+
+
+_RESERVED = frozenset(
+    [
+        "AND",
+        "ASSOCIATORS",
+        "BY",
+        "FALSE",
+        "FROM",
+        "GROUP",
+        "HAVING",
+        "IS",
+        "ISA",
+        "LIKE",
+        "NOT",
+        "NULL",
+        "OF",
+        "OR",
+        "REFERENCES",
+        "SELECT",
+        "TRUE",
+        "WHERE",
+        "WITHIN",
+    ]
+)
+_ASSOCIATION_WORDS = frozenset(
+    [
+        "ASSOCCLASS",
+        "CLASSDEFSONLY",
+        "REQUIREDASSOCQUALIFIER",
+        "REQUIREDQUALIFIER",
+        "RESULTCLASS",
+        "RESULTROLE",
+        "ROLE",
+        "SCHEMAONLY",
+        "KEYSONLY",
+    ]
+)
+
+
+def parse(text: str) -> SelectQuery:
+    """Parse a WQL query; WQLError (exit code 2) names the position of what is wrong."""
+    if not isinstance(text, str):
+        raise InvalidInput("a WQL query must be text")
+    return Parser(text).query()
