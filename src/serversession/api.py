@@ -8,7 +8,7 @@ from .model import CIMObject, server_sessions
 from .sources import DEFAULT_TIMEOUT, open_source, read_sessions
 
 if TYPE_CHECKING:
-    from .query import QueryResult
+    from .wql import QueryResult
 
 
 def sessions(
@@ -35,9 +35,9 @@ def query(wql: str, **source_options: Any) -> QueryResult:
 
     The result is a list of instances with ``.properties``, the names selected (keys included).
     ``source_options`` are those of :func:`sessions`. The query is checked before the source is
-    read: :class:`~serversession.query.WQLError` (invalid input) names the position of an error.
+    read: :class:`~serversession.wql.WQLError` (invalid input) names the position of an error.
     """
-    from .query import compile_query
+    from .wql import compile_query
 
     compiled = compile_query(wql)
     return compiled.run(sessions(**source_options))
@@ -47,10 +47,10 @@ def get(path: str, **source_options: Any) -> CIMObject:
     """The instance an object path names, e.g. ``get('Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"')``.
 
     Raises :class:`~serversession.errors.NotFound` if there is none, and
-    :class:`~serversession.query.PathError` (invalid input) if the path is malformed.
+    :class:`~serversession.wql.PathError` (invalid input) if the path is malformed.
     """
-    from .query import find_instance
-    from .query.lookup import resolve_path
+    from .wql import find_instance
+    from .wql.lookup import resolve_path
 
     wanted = resolve_path(path)
     return find_instance(wanted, sessions(**source_options))

@@ -3,7 +3,7 @@
 from ..model.objectpath import ObjectPath, PathError, format_path, parse_path
 from .evaluate import CompiledQuery, QueryResult, compile_query, run_query
 from .lookup import find_instance
-from .wql import NotSupported, WQLError
+from .parser import NotSupported, WQLError
 
 __all__ = [
     "CompiledQuery",

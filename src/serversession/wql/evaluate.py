@@ -19,8 +19,8 @@ from typing import Any
 
 from ..model import CIMObject, ClassDef, load_schema
 from ..model.instances import SYSTEM_PROPERTIES, local_server_name
-from . import wql
-from .wql import WQLError
+from . import parser as wql
+from .parser import WQLError
 
 _FLIP = {"=": "=", "<>": "<>", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
 _PYTHON_OP = {"=": "==", "<>": "!=", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
