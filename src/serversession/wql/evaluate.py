@@ -52,7 +52,11 @@ class CompiledQuery:
 
     def run(self, instances: Iterable[CIMObject]) -> QueryResult:
         """The instances of the FROM class (or a subclass) that satisfy WHERE, projected."""
-        rows = [o for o in instances if o.classname in self.classes]
+        rows = instances if isinstance(instances, list) else list(instances)
+        present = set(map(type, rows))  # one pass at C speed; usually a single class
+        kinds = {kind for kind in present if kind.classname in self.classes}
+        if kinds != present:
+            rows = [o for o in rows if type(o) in kinds]
         matched = self.where(rows)
         if not self.select_all:
             return QueryResult([_project(o, self.properties) for o in matched], self.classname, self.properties)
@@ -118,7 +122,12 @@ class _Compiler:
             return list
         condition = self.node(node)
         source = f"def where(rows):\n    return [o for o in rows if {condition}]\n"
-        namespace: dict[str, Any] = {"_system": _system_value, "_local": local_server_name, **self.constants}
+        namespace: dict[str, Any] = {
+            "len": len,  # a global of the generated code: found before the builtins
+            "_system": _system_value,
+            "_local": local_server_name,
+            **self.constants,
+        }
         exec(compile(source, "<wql>", "exec"), namespace)
         return namespace["where"]  # type: ignore[no-any-return]
 
@@ -174,7 +183,13 @@ class _Compiler:
         if cim_type == "boolean" and op not in ("=", "<>", "!="):
             raise WQLError(node.position, f"{prop.name} is boolean: use = or <>")
         if cim_type == "string":
-            return f"((_v := {access}) is not None and _v.lower() {python_op} {self.constant(value.lower())})"
+            folded = value.lower()
+            if op in ("=", "<>", "!=") and folded.isascii():
+                # a length test first spares most rows the lower(); lower() keeps the length of
+                # every character whose lower case is ASCII, so no match is lost
+                equal = f"(len(_v) == {len(folded)} and _v.lower() == {self.constant(folded)})"
+                return f"((_v := {access}) is not None and {'' if op == '=' else 'not '}{equal})"
+            return f"((_v := {access}) is not None and _v.lower() {python_op} {self.constant(folded)})"
         return f"((_v := {access}) is not None and _v {python_op} {self.constant(value)})"
 
     def like(self, node: wql.Like) -> str:
