@@ -271,3 +271,50 @@ def get_command(path: str, fmt: str, **source: Any) -> None:
 
 def _table_width(fmt: str) -> int | None:
     return None if fmt != "table" else (click.get_terminal_size()[0] if sys.stdout.isatty() else 200)
+
+
+@main.command("serve")
+@source_options
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port [default: 5988, 5989 with TLS].")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (chain) for HTTPS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key for HTTPS.")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP on a non-loopback address.")
+@click.option("--htpasswd", type=click.Path(dir_okay=False), help="Apache htpasswd file with bcrypt entries.")
+@click.option("--pam", is_flag=True, help="Check passwords with PAM.")
+@click.option("--pam-service", default="login", show_default=True, help="PAM service name.")
+@click.option("--no-auth", is_flag=True, help="Let anyone in (a warning is printed).")
+@click.option("--max-age", type=float, default=1.0, show_default=True, help="Seconds a read of the source is reused.")
+@click.option("--access-log", metavar="FILE", help="Write one JSON line per request to FILE ('-': stderr).")
+def serve_command(
+    bind: str,
+    port: int | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure: bool,
+    htpasswd: str | None,
+    pam: bool,
+    pam_service: str,
+    no_auth: bool,
+    max_age: float,
+    access_log: str | None,
+    **source: Any,
+) -> None:
+    """Answer CIM-XML (DSP0200) on /cimom, so WBEM clients (pywbem, wbemcli) see the sessions."""
+    from .api import sessions
+    from .server import ServeOptions, serve
+
+    options = ServeOptions(
+        bind=bind,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure=insecure,
+        htpasswd=htpasswd,
+        pam=pam,
+        pam_service=pam_service,
+        no_auth=no_auth,
+        max_age=max_age,
+        access_log=access_log,
+    )
+    serve(options, lambda: sessions(**source), lambda text: click.echo(text, err=True))

@@ -197,13 +197,20 @@ def load_schema() -> Schema:
     return _from_data(data, mof_text)
 
 
-def class_mof(name: str) -> str:
-    """The MOF of one class as pywbem prints it after compiling (inherited properties omitted)."""
+@cache
+def cim_classes() -> dict[str, Any]:
+    """The schema's classes as ``pywbem.CIMClass`` objects, as pywbem's MOF compiler builds them
+    (each with its own properties and qualifiers; inherited ones are not repeated)."""
     import pywbem
 
-    cls = load_schema().get(name)
     conn = pywbem.MOFWBEMConnection()
     compiler = pywbem.MOFCompiler(conn, verbose=False, log_func=lambda _msg: None)
     for fname, text in _mof_sources().items():
         compiler.compile_string(text, NAMESPACE, filename=fname)
-    return conn.classes[NAMESPACE][cls.name].tomof()
+    compiled = conn.classes[NAMESPACE]
+    return {name: compiled[name] for name in load_schema().classes}
+
+
+def class_mof(name: str) -> str:
+    """The MOF of one class as pywbem prints it after compiling (inherited properties omitted)."""
+    return cim_classes()[load_schema().get(name).name].tomof()

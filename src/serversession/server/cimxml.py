@@ -1,0 +1,180 @@
+"""CIM-XML (DMTF DSP0201) requests in, responses out, for the operations of DSP0200.
+
+Requests are parsed in two steps: ``defusedxml`` first (no DTD, no entities, no external
+references; a depth limit), then pywbem's own CIM-XML parser, which turns the checked
+document into pywbem objects. Responses are pywbem's XML for each object inside the few
+envelope elements written here.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+# DSP0200 status codes
+CIM_ERR_FAILED = 1
+CIM_ERR_ACCESS_DENIED = 2
+CIM_ERR_INVALID_NAMESPACE = 3
+CIM_ERR_INVALID_PARAMETER = 4
+CIM_ERR_INVALID_CLASS = 5
+CIM_ERR_NOT_FOUND = 6
+CIM_ERR_NOT_SUPPORTED = 7
+CIM_ERR_QUERY_LANGUAGE_NOT_SUPPORTED = 14
+CIM_ERR_INVALID_QUERY = 15
+CIM_ERR_INVALID_ENUMERATION_CONTEXT = 21
+CIM_ERR_INVALID_OPERATION_TIMEOUT = 22
+CIM_ERR_SERVER_LIMITS_EXCEEDED = 27
+
+
+class CIMError(Exception):
+    """An operation failed: answered as an ERROR element (HTTP 200), DSP0200 status ``code``."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+class ProtocolError(Exception):
+    """The request is not a CIM operation: an HTTP error with a ``CIMError`` header."""
+
+    def __init__(self, status: int, cim_error: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.cim_error = cim_error
+        self.message = message
+
+
+@dataclass
+class Request:
+    """One intrinsic method call."""
+
+    message_id: str
+    method: str
+    namespace: str
+    params: dict[str, Any] = field(default_factory=dict)  # lower-case names
+
+    def param(self, name: str, default: Any = None) -> Any:
+        value = self.params.get(name.lower(), default)
+        return default if value is None else value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.params.get(name.lower())
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{name} must be TRUE or FALSE")
+
+    def integer(self, name: str, default: int | None) -> int | None:
+        value = self.params.get(name.lower())
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{name} must be an integer") from None
+
+
+def check_xml(body: bytes, max_depth: int) -> None:
+    """Refuse what is not safe, well-formed XML: ProtocolError 400 request-not-well-formed."""
+    try:
+        depth = 0
+        for event, _ in SafeET.iterparse(io.BytesIO(body), events=("start", "end"), forbid_dtd=True):
+            depth += 1 if event == "start" else -1
+            if depth > max_depth:
+                raise ProtocolError(400, "request-not-valid", f"XML nested deeper than {max_depth} levels")
+    except DefusedXmlException as exc:
+        raise ProtocolError(400, "request-not-well-formed", f"refused XML: {type(exc).__name__}") from None
+    except SafeET.ParseError as exc:
+        raise ProtocolError(400, "request-not-well-formed", f"XML is not well-formed: {exc}") from None
+
+
+def parse_request(body: bytes, max_depth: int = 32) -> Request:
+    """Check and decode a CIM-XML request body into a :class:`Request`."""
+    check_xml(body, max_depth)
+    from pywbem import Error as PywbemError
+    from pywbem._tupleparse import TupleParser
+    from pywbem._tupletree import xml_to_tupletree_sax
+
+    try:
+        tree = xml_to_tupletree_sax(body, "CIM-XML request")
+    except PywbemError as exc:
+        raise ProtocolError(400, "request-not-well-formed", f"XML is not well-formed: {exc}") from None
+    if tree[0] != "CIM" or len(tree[2]) != 1 or tree[2][0][0] != "MESSAGE":
+        raise ProtocolError(400, "request-not-valid", "the document is not a CIM MESSAGE")
+    cim_version = tree[1].get("CIMVERSION", "")
+    dtd_version = tree[1].get("DTDVERSION", "")
+    if not cim_version.startswith("2."):
+        raise ProtocolError(400, "unsupported-cim-version", f"CIMVERSION {cim_version!r} is not 2.x")
+    if not dtd_version.startswith("2."):
+        raise ProtocolError(400, "unsupported-dtd-version", f"DTDVERSION {dtd_version!r} is not 2.x")
+    message = tree[2][0]
+    message_id = message[1].get("ID", "")
+    if not message[1].get("PROTOCOLVERSION", "").startswith("1."):
+        raise ProtocolError(400, "unsupported-protocol-version", "PROTOCOLVERSION is not 1.x")
+    kinds = [child[0] for child in message[2]]
+    if kinds == ["MULTIREQ"]:
+        raise ProtocolError(501, "multiple-requests-unsupported", "multiple requests are not supported")
+    if kinds != ["SIMPLEREQ"] or len(message[2][0][2]) != 1:
+        raise ProtocolError(400, "request-not-valid", "MESSAGE must hold one SIMPLEREQ")
+    call = message[2][0][2][0]
+    if call[0] == "METHODCALL":
+        method = call[1].get("NAME", "")
+        raise CIMErrorWithId(message_id, method, CIMError(CIM_ERR_NOT_SUPPORTED, "extrinsic methods are not supported"))
+    try:
+        _, attrs, namespace, params = TupleParser().parse_imethodcall(call)
+    except PywbemError as exc:
+        raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {exc}") from None
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {type(exc).__name__}") from None
+    return Request(message_id, attrs["NAME"], namespace, {name.lower(): value for name, value in params})
+
+
+class CIMErrorWithId(Exception):
+    """A CIMError found while parsing, once the message ID and method are known."""
+
+    def __init__(self, message_id: str, method: str, error: CIMError) -> None:
+        super().__init__(error.description)
+        self.message_id = message_id
+        self.method = method
+        self.error = error
+
+
+def _envelope(message_id: str, method: str, inner: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8" ?>\n'
+        '<CIM CIMVERSION="2.0" DTDVERSION="2.0">'
+        f'<MESSAGE ID={quoteattr(message_id)} PROTOCOLVERSION="1.0"><SIMPLERSP>'
+        f"<IMETHODRESPONSE NAME={quoteattr(method)}>{inner}</IMETHODRESPONSE>"
+        "</SIMPLERSP></MESSAGE></CIM>"
+    ).encode()
+
+
+def method_response(
+    message_id: str, method: str, values: Iterable[str] | None, out_params: dict[str, tuple[str, Any]] | None = None
+) -> bytes:
+    """An IMETHODRESPONSE: IRETURNVALUE holding ``values`` (XML fragments) and typed out parameters."""
+    inner = "" if values is None else "<IRETURNVALUE>" + "".join(values) + "</IRETURNVALUE>"
+    for name, (cim_type, value) in (out_params or {}).items():
+        inner += f"<PARAMVALUE NAME={quoteattr(name)} PARAMTYPE={quoteattr(cim_type)}>"
+        if value is not None:
+            text = ("TRUE" if value else "FALSE") if isinstance(value, bool) else str(value)
+            inner += f"<VALUE>{escape(text)}</VALUE>"
+        inner += "</PARAMVALUE>"
+    return _envelope(message_id, method, inner)
+
+
+def error_response(message_id: str, method: str, error: CIMError) -> bytes:
+    """An IMETHODRESPONSE with an ERROR element."""
+    return _envelope(
+        message_id, method, f"<ERROR CODE={quoteattr(str(error.code))} DESCRIPTION={quoteattr(error.description)}/>"
+    )
