@@ -102,14 +102,15 @@ def parse_request(body: bytes, max_depth: int = 32) -> Request:
     """Check and decode a CIM-XML request body into a :class:`Request`."""
     check_xml(body, max_depth)
     from pywbem import Error as PywbemError
-    from pywbem._tupleparse import TupleParser
+    from pywbem._tupleparse import TupleParser, kids
     from pywbem._tupletree import xml_to_tupletree_sax
 
     try:
         tree = xml_to_tupletree_sax(body, "CIM-XML request")
     except PywbemError as exc:
         raise ProtocolError(400, "request-not-well-formed", f"XML is not well-formed: {exc}") from None
-    if tree[0] != "CIM" or len(tree[2]) != 1 or tree[2][0][0] != "MESSAGE":
+    children = kids(tree)  # elements only, no white space between them
+    if tree[0] != "CIM" or len(children) != 1 or children[0][0] != "MESSAGE":
         raise ProtocolError(400, "request-not-valid", "the document is not a CIM MESSAGE")
     cim_version = tree[1].get("CIMVERSION", "")
     dtd_version = tree[1].get("DTDVERSION", "")
@@ -117,16 +118,17 @@ def parse_request(body: bytes, max_depth: int = 32) -> Request:
         raise ProtocolError(400, "unsupported-cim-version", f"CIMVERSION {cim_version!r} is not 2.x")
     if not dtd_version.startswith("2."):
         raise ProtocolError(400, "unsupported-dtd-version", f"DTDVERSION {dtd_version!r} is not 2.x")
-    message = tree[2][0]
+    message = children[0]
     message_id = message[1].get("ID", "")
     if not message[1].get("PROTOCOLVERSION", "").startswith("1."):
         raise ProtocolError(400, "unsupported-protocol-version", "PROTOCOLVERSION is not 1.x")
-    kinds = [child[0] for child in message[2]]
+    requests = kids(message)
+    kinds = [child[0] for child in requests]
     if kinds == ["MULTIREQ"]:
         raise ProtocolError(501, "multiple-requests-unsupported", "multiple requests are not supported")
-    if kinds != ["SIMPLEREQ"] or len(message[2][0][2]) != 1:
+    if kinds != ["SIMPLEREQ"] or len(kids(requests[0])) != 1:
         raise ProtocolError(400, "request-not-valid", "MESSAGE must hold one SIMPLEREQ")
-    call = message[2][0][2][0]
+    call = kids(requests[0])[0]
     if call[0] == "METHODCALL":
         method = call[1].get("NAME", "")
         raise CIMErrorWithId(message_id, method, CIMError(CIM_ERR_NOT_SUPPORTED, "extrinsic methods are not supported"))
