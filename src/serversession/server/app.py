@@ -117,7 +117,7 @@ class Server:
             request = parse_request(body, self.limits.max_depth)
         except CIMErrorWithId as exc:
             record["operation"], record["cim_status"] = exc.method, exc.error.code
-            return _xml(error_response(exc.message_id, exc.method, exc.error))
+            return _xml(error_response(exc.message_id, exc.method, exc.error, exc.extrinsic))
         record["operation"] = request.method
         record["class"] = _target(request)
         _check_headers(headers, request)

@@ -131,7 +131,8 @@ def parse_request(body: bytes, max_depth: int = 32) -> Request:
     call = kids(requests[0])[0]
     if call[0] == "METHODCALL":
         method = call[1].get("NAME", "")
-        raise CIMErrorWithId(message_id, method, CIMError(CIM_ERR_NOT_SUPPORTED, "extrinsic methods are not supported"))
+        error = CIMError(CIM_ERR_NOT_SUPPORTED, "extrinsic methods are not supported")
+        raise CIMErrorWithId(message_id, method, error, extrinsic=True)
     try:
         _, attrs, namespace, params = TupleParser().parse_imethodcall(call)
     except PywbemError as exc:
@@ -144,19 +145,20 @@ def parse_request(body: bytes, max_depth: int = 32) -> Request:
 class CIMErrorWithId(Exception):
     """A CIMError found while parsing, once the message ID and method are known."""
 
-    def __init__(self, message_id: str, method: str, error: CIMError) -> None:
+    def __init__(self, message_id: str, method: str, error: CIMError, extrinsic: bool = False) -> None:
         super().__init__(error.description)
         self.message_id = message_id
         self.method = method
         self.error = error
+        self.extrinsic = extrinsic
 
 
-def _envelope(message_id: str, method: str, inner: str) -> bytes:
+def _envelope(message_id: str, method: str, inner: str, element: str = "IMETHODRESPONSE") -> bytes:
     return (
         '<?xml version="1.0" encoding="utf-8" ?>\n'
         '<CIM CIMVERSION="2.0" DTDVERSION="2.0">'
         f'<MESSAGE ID={quoteattr(message_id)} PROTOCOLVERSION="1.0"><SIMPLERSP>'
-        f"<IMETHODRESPONSE NAME={quoteattr(method)}>{inner}</IMETHODRESPONSE>"
+        f"<{element} NAME={quoteattr(method)}>{inner}</{element}>"
         "</SIMPLERSP></MESSAGE></CIM>"
     ).encode()
 
@@ -175,8 +177,11 @@ def method_response(
     return _envelope(message_id, method, inner)
 
 
-def error_response(message_id: str, method: str, error: CIMError) -> bytes:
-    """An IMETHODRESPONSE with an ERROR element."""
+def error_response(message_id: str, method: str, error: CIMError, extrinsic: bool = False) -> bytes:
+    """An IMETHODRESPONSE (METHODRESPONSE for an extrinsic method) with an ERROR element."""
     return _envelope(
-        message_id, method, f"<ERROR CODE={quoteattr(str(error.code))} DESCRIPTION={quoteattr(error.description)}/>"
+        message_id,
+        method,
+        f"<ERROR CODE={quoteattr(str(error.code))} DESCRIPTION={quoteattr(error.description)}></ERROR>",
+        "METHODRESPONSE" if extrinsic else "IMETHODRESPONSE",
     )

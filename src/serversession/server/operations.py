@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -148,17 +149,16 @@ class Repository:
         return [c for c in self.schema.subclasses(base) if c != base]
 
     def _cim_class(self, name: str, local_only: bool, qualifiers: bool, origin: bool, plist: Any) -> Any:
-        own = self.classes[name.lower()]
-        cls = own.copy()
+        cls = copy.deepcopy(self.classes[name.lower()])  # the edits below must not reach the shared class
         if not local_only:  # add what the class inherits, as DSP0004 propagation says
             inherited = {}
             for ancestor in self.schema.superclasses(name):
                 for prop in self.classes[ancestor.lower()].properties.values():
                     if prop.name not in cls.properties and prop.name not in inherited:
-                        copy = prop.copy()
-                        copy.propagated = True
-                        copy.class_origin = ancestor
-                        inherited[prop.name] = copy
+                        propagated = copy.deepcopy(prop)
+                        propagated.propagated = True
+                        propagated.class_origin = ancestor
+                        inherited[prop.name] = propagated
             cls.properties.update(inherited)
         wanted = _property_filter(plist)
         for pname in list(cls.properties):
@@ -179,13 +179,17 @@ class Repository:
 
     async def enumerate_class_names(self, request: Request, user: str) -> bytes:
         names = self._class_names(request.param("ClassName"), request.flag("DeepInheritance", False))
-        return method_response(request.message_id, request.method, [f'<CLASSNAME NAME="{n}"/>' for n in names])
+        return method_response(
+            request.message_id, request.method, [f'<CLASSNAME NAME="{n}"></CLASSNAME>' for n in names]
+        )
 
     async def enumerate_classes(self, request: Request, user: str) -> bytes:
         names = self._class_names(request.param("ClassName"), request.flag("DeepInheritance", False))
         args = self._class_flags(request)
         return method_response(
-            request.message_id, request.method, [self._cim_class(n, *args, None).tocimxmlstr() for n in names]
+            request.message_id,
+            request.method,
+            [xmlwrite.expand_empty(self._cim_class(n, *args, None).tocimxmlstr()) for n in names],
         )
 
     def _class_flags(self, request: Request) -> tuple[bool, bool, bool]:
@@ -198,6 +202,7 @@ class Repository:
     async def get_class(self, request: Request, user: str) -> bytes:
         cls = self._classdef(request.param("ClassName"))
         xml = self._cim_class(cls.name, *self._class_flags(request), request.param("PropertyList")).tocimxmlstr()
+        xml = xmlwrite.expand_empty(xml)
         return method_response(request.message_id, request.method, [xml])
 
     # --- instances ------------------------------------------------------------------------
@@ -260,7 +265,7 @@ class Repository:
                 prop.class_origin = cls.properties[name].class_origin
                 prop.propagated = cls.properties[name].class_origin != cls.name
         cim.path = None
-        return cim.tocimxmlstr()
+        return xmlwrite.expand_empty(cim.tocimxmlstr())
 
     def _instance_flags(self, request: Request) -> tuple[bool, Any, bool, bool]:
         return (
