@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes.util
+import glob
 import os
 import shutil
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +106,42 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
         env=full_env,
         check=False,
     )
+
+
+def pam_wrapper_env(directory: Path, service: str, passdb: str) -> dict[str, str]:
+    """Environment for a child process whose PAM is Debian's pam_wrapper with pam_matrix.
+
+    ``passdb`` holds ``user:password:service`` lines. python-pam loads libpam with ctypes
+    (dlopen + dlsym on that handle), which LD_PRELOAD does not interpose: a directory on
+    LD_LIBRARY_PATH names pam_wrapper as libpam, so python-pam's pam_start is pam_wrapper's,
+    which runs the real libpam with the service files of PAM_WRAPPER_SERVICE_DIR.
+    """
+    wrapper = _find_library("/usr/lib*/**/libpam_wrapper.so*")
+    matrix = _find_library("/usr/lib*/**/pam_wrapper/pam_matrix.so")
+    libpam = ctypes.util.find_library("pam")
+    if not libpam:
+        pytest.fail("libpam is not installed")
+    (directory / "passdb").write_text(passdb)
+    services = directory / "services"
+    services.mkdir()
+    (services / service).write_text(
+        f"auth required {matrix} passdb={directory / 'passdb'}\naccount required {matrix} passdb={directory / 'passdb'}\n"
+    )
+    shim = directory / "lib"
+    shim.mkdir()
+    (shim / libpam).symlink_to(wrapper)
+    return {
+        **os.environ,
+        "LD_PRELOAD": wrapper,
+        "LD_LIBRARY_PATH": str(shim),
+        "PAM_WRAPPER": "1",
+        "PAM_WRAPPER_SERVICE_DIR": str(services),
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(REPO, "src"), os.environ.get("PYTHONPATH")])),
+    }
+
+
+def _find_library(pattern: str) -> str:
+    found = sorted(glob.glob(pattern))
+    if not found:
+        pytest.fail(f"{pattern} not found: install libpam-wrapper (scripts/dev test does)")
+    return found[0]

@@ -8,8 +8,6 @@ process starts, so those checks run in a child Python.
 from __future__ import annotations
 
 import base64
-import ctypes.util
-import glob
 import json
 import os
 import pathlib
@@ -24,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import pam_wrapper_env
 from serversession.errors import InvalidInput
 from serversession.server.auth import (
     Authenticator,
@@ -32,9 +31,6 @@ from serversession.server.auth import (
     make_authenticator,
     parse_basic,
 )
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 # ---------------------------------------------------------------- htpasswd files by Apache's tool
 
@@ -373,13 +369,6 @@ def test_parse_basic_round_trip(user: str, password: str) -> None:
 # ---------------------------------------------------------------- PAM through pam_wrapper
 
 
-def _find(pattern: str, package: str) -> str:
-    found = sorted(glob.glob(pattern))
-    if not found:
-        pytest.fail(f"{pattern} not found: install {package} (scripts/dev test does)")
-    return found[0]
-
-
 SERVICE = "serversession-test"
 
 PAM_CASES = [
@@ -407,32 +396,10 @@ CHILD = textwrap.dedent(
 @pytest.fixture(scope="module")
 def pam_results(tmp_path_factory) -> Iterator[dict[str, object]]:
     """PamAuth's verdicts on PAM_CASES, from a child with pam_wrapper and pam_matrix."""
-    wrapper = _find("/usr/lib*/**/libpam_wrapper.so*", "libpam-wrapper")
-    matrix = _find("/usr/lib*/**/pam_wrapper/pam_matrix.so", "libpam-wrapper")
-    libpam = ctypes.util.find_library("pam")
-    assert libpam, "libpam is not installed"
     directory = tmp_path_factory.mktemp("pam")
-    passdb = directory / "passdb"
-    passdb.write_text(f"alice:wonder-land:{SERVICE}\nbob:b0b-pw:sshd\ncarol:pässwörd 密码:{SERVICE}\n")
-    services = directory / "services"
-    services.mkdir()
-    (services / SERVICE).write_text(
-        f"auth required {matrix} passdb={passdb}\naccount required {matrix} passdb={passdb}\n"
+    env = pam_wrapper_env(
+        directory, SERVICE, f"alice:wonder-land:{SERVICE}\nbob:b0b-pw:sshd\ncarol:pässwörd 密码:{SERVICE}\n"
     )
-    # python-pam loads libpam with ctypes (dlopen + dlsym on that handle), which LD_PRELOAD does
-    # not interpose: a directory on LD_LIBRARY_PATH names pam_wrapper as libpam, so python-pam's
-    # pam_start is pam_wrapper's, which runs the real libpam with PAM_WRAPPER_SERVICE_DIR.
-    shim = directory / "lib"
-    shim.mkdir()
-    (shim / libpam).symlink_to(wrapper)
-    env = {
-        **os.environ,
-        "LD_PRELOAD": wrapper,
-        "LD_LIBRARY_PATH": str(shim),
-        "PAM_WRAPPER": "1",
-        "PAM_WRAPPER_SERVICE_DIR": str(services),
-        "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(REPO, "src"), os.environ.get("PYTHONPATH")])),
-    }
     child = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps([SERVICE, PAM_CASES])],
         env=env,

@@ -20,7 +20,7 @@ import pytest
 import pywbem
 import requests
 
-from conftest import wait_for
+from conftest import pam_wrapper_env, wait_for
 from serversession.demo import Client
 from serversession.sandbox import free_port
 
@@ -249,6 +249,25 @@ def test_wrong_password_and_no_credentials(server) -> None:
     assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Basic")
 
 
+def test_pam(sandbox, sessions, tmp_path) -> None:
+    """serve --pam, with Debian's pam_wrapper and pam_matrix standing in for the system's PAM stack."""
+    env = pam_wrapper_env(tmp_path, "serversession-serve", "pamuser:pam-Pa55:serversession-serve\n")
+    port = free_port()
+    proc = start_server(
+        ["--port", str(port), "--pam", "--pam-service", "serversession-serve", "--smb-conf", sandbox.conf_path], env
+    )
+    try:
+        wait_listening(port, proc)
+        url = f"http://127.0.0.1:{port}"
+        good = pywbem.WBEMConnection(url, ("pamuser", "pam-Pa55"), default_namespace="root/cimv2", timeout=30)
+        assert {n.keybindings["UserName"] for n in good.EnumerateInstanceNames("Win32_ServerSession")} >= {"alice"}
+        bad = pywbem.WBEMConnection(url, ("pamuser", "wrong"), default_namespace="root/cimv2", timeout=30)
+        with pytest.raises(pywbem.AuthError):
+            bad.EnumerateInstanceNames("Win32_ServerSession")
+    finally:
+        stop(proc)
+
+
 def test_users_added_while_running(server, htpasswd) -> None:
     with pytest.raises(pywbem.AuthError):
         connection(server, "latecomer", "pw-late").EnumerateInstanceNames("Win32_ServerSession")
@@ -353,7 +372,9 @@ def run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str
 
 
 def test_pywbemcli(server) -> None:
-    tool = shutil.which("pywbemcli") or os.path.join(os.path.dirname(sys.executable), "pywbemcli")
+    beside = os.path.join(os.path.dirname(sys.executable), "pywbemcli")  # the test environment's own
+    tool = beside if os.path.exists(beside) else shutil.which("pywbemcli")
+    assert tool, "pywbemcli (pywbemtools) is needed; run the README's test command"
     base = [tool, "-s", server["url"], "-u", USER, "-p", PASSWORD, "-d", "root/cimv2"]
     enum = run([*base, "instance", "enumerate", "Win32_ServerSession"])
     assert enum.returncode == 0, enum.stderr
