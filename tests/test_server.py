@@ -491,6 +491,34 @@ def test_source_failure_is_cim_err_failed(htpasswd) -> None:
     assert "Traceback" not in err
 
 
+def test_slow_request_times_out_and_the_limit_answers_503(sandbox, htpasswd) -> None:
+    port = free_port()
+    proc = start_server(["--port", str(port), "--htpasswd", htpasswd, "--smb-conf", sandbox.conf_path,
+                         "--request-timeout", "1.5", "--max-requests", "1"])  # fmt: skip
+    try:
+        wait_listening(port, proc)
+        import base64
+
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        slow.sendall(
+            b"POST /cimom HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nCIMOperation: MethodCall\r\n"
+            b"CIMMethod: EnumerateInstanceNames\r\nAuthorization: Basic " + token.encode() + b"\r\n\r\n<CIM"
+        )  # and never the rest of the body
+        time.sleep(0.3)
+        busy = connection({"url": f"http://127.0.0.1:{port}"})
+        with pytest.raises(pywbem.HTTPError) as caught:
+            busy.EnumerateInstanceNames("Win32_ServerSession")
+        assert caught.value.status == 503  # the one slot is taken by the slow sender
+        started = time.monotonic()
+        answer = slow.recv(4096)
+        assert b" 408 " in answer.split(b"\r\n")[0] and time.monotonic() - started < 5
+        slow.close()
+        assert isinstance(busy.EnumerateInstanceNames("Win32_ServerSession"), list)  # answered again
+    finally:
+        stop(proc)
+
+
 # --- load ---------------------------------------------------------------------------------
 
 

@@ -286,6 +286,20 @@ def _table_width(fmt: str) -> int | None:
 @click.option("--no-auth", is_flag=True, help="Let anyone in (a warning is printed).")
 @click.option("--max-age", type=float, default=1.0, show_default=True, help="Seconds a read of the source is reused.")
 @click.option("--access-log", metavar="FILE", help="Write one JSON line per request to FILE ('-': stderr).")
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a request may take, body included.",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Requests handled at once; more are answered 503.",
+)
 def serve_command(
     bind: str,
     port: int | None,
@@ -298,11 +312,14 @@ def serve_command(
     no_auth: bool,
     max_age: float,
     access_log: str | None,
+    request_timeout: float,
+    max_requests: int,
     **source: Any,
 ) -> None:
     """Answer CIM-XML (DSP0200) on /cimom, so WBEM clients (pywbem, wbemcli) see the sessions."""
     from .api import sessions
     from .server import ServeOptions, serve
+    from .server.limits import Limits
 
     options = ServeOptions(
         bind=bind,
@@ -316,5 +333,6 @@ def serve_command(
         no_auth=no_auth,
         max_age=max_age,
         access_log=access_log,
+        limits=Limits(request_timeout=request_timeout, max_in_flight=max_requests),
     )
     serve(options, lambda: sessions(**source), lambda text: click.echo(text, err=True))

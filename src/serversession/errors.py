@@ -29,3 +29,15 @@ class SourceDataError(SourceUnavailable):
 
 class NotFound(ServerSessionError):
     """The requested object does not exist."""
+
+
+class AccessDenied(SourceUnavailable):
+    """The source refused the caller: not allowed to read sessions."""
+
+
+class AuthenticationFailed(SourceUnavailable):
+    """The server did not accept the user name and password."""
+
+
+class HostUnreachable(SourceUnavailable):
+    """No connection could be made to a remote host."""

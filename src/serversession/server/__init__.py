@@ -91,7 +91,8 @@ def serve(options: ServeOptions, read: Callable[[], list[Any]], echo: Callable[[
     _import_aiohttp()
     from aiohttp import web
 
-    from .app import Limits, Server, tls_context
+    from .app import Server, tls_context
+    from .limits import Limits
     from .operations import Repository
 
     authenticator = None
