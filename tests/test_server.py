@@ -201,6 +201,21 @@ def test_contexts_belong_to_their_user_and_are_limited(server, htpasswd) -> None
     connection(server).CloseEnumeration(mine.context)
 
 
+def test_open_enumerations_are_limited(server) -> None:
+    conn = connection(server, use_pull_operations=True)
+    opened = []
+    try:
+        with pytest.raises(pywbem.CIMError) as caught:
+            for _ in range(100):
+                opened.append(conn.OpenEnumerateInstances("Win32_ServerSession", MaxObjectCount=0).context)
+        assert caught.value.status_code == 27  # CIM_ERR_SERVER_LIMITS_EXCEEDED
+        assert len(opened) == 64
+    finally:
+        for context in opened:
+            conn.CloseEnumeration(context)
+    conn.CloseEnumeration(conn.OpenEnumerateInstances("Win32_ServerSession", MaxObjectCount=0).context)  # room again
+
+
 @pytest.mark.parametrize(
     ("call", "status"),
     [
