@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .model import CIMObject, server_sessions
 from .sources import DEFAULT_TIMEOUT, open_source, read_sessions
+from .sources.remote import SMB_PORT
 
 if TYPE_CHECKING:
+    from .sources.multi import HostFailure
     from .wql import QueryResult
 
 
@@ -15,19 +18,48 @@ def sessions(
     source: str = "auto",
     smb_conf: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    hosts: Sequence[str] = (),
+    hosts_file: str | None = None,
+    smb_port: int = SMB_PORT,
+    user: str | None = None,
+    password: str | None = None,
+    password_file: str | None = None,
+    failures: list[HostFailure] | None = None,
 ) -> list[CIMObject]:
-    """The Win32_ServerSession instances of a source, one per (ComputerName, UserName).
+    """The Win32_ServerSession instances of a source, one per (server, ComputerName, UserName).
 
     Each object has the CIM property names as attributes (``s.UserName``, ``s.IdleTime``),
-    ``to_dict()``, ``path`` and ``to_cim_instance()``.
+    ``server`` (the host it was read from; None for this machine), ``to_dict()``, ``path`` and
+    ``to_cim_instance()``.
 
-    :param source: ``auto`` or ``samba``.
+    :param source: ``auto`` (srvsvc when ``hosts`` are given, else samba), ``samba`` or ``srvsvc``.
     :param smb_conf: Samba configuration file (default: env ``SERVERSESSION_SMB_CONF``,
         then Samba's own default).
-    :param timeout: seconds to wait for the source before raising ``SourceTimeout``.
-    :raises serversession.errors.ServerSessionError: the source cannot be read.
+    :param timeout: seconds to wait for the source (for each host) before ``SourceTimeout``.
+    :param hosts: srvsvc: servers to ask, ``HOST`` or ``HOST:PORT`` (``smb_port`` by default);
+        ``hosts_file`` lists more, one per line.
+    :param user: srvsvc account, ``DOMAIN\\user``; the password is ``password``, else the first
+        line of ``password_file``, else env ``SERVERSESSION_PASSWORD``.
+    :param failures: if a list, the hosts that failed are appended to it. A failing host is
+        also logged (logger ``serversession``, level ERROR); the others' sessions are returned.
+    :raises serversession.errors.ServerSessionError: the source cannot be read (with several
+        hosts: none of them could).
     """
-    return server_sessions(read_sessions(open_source(source, smb_conf=smb_conf), timeout))
+    reader = open_source(
+        source,
+        smb_conf=smb_conf,
+        hosts=hosts,
+        hosts_file=hosts_file,
+        smb_port=smb_port,
+        user=user,
+        password=password,
+        password_file=password_file,
+    )
+    try:
+        return server_sessions(read_sessions(reader, timeout))
+    finally:
+        if failures is not None:
+            failures.extend(getattr(reader, "failures", ()))
 
 
 def query(wql: str, **source_options: Any) -> QueryResult:

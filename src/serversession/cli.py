@@ -23,8 +23,13 @@ from .sources import DEFAULT_TIMEOUT, SOURCE_NAMES
 PROG = "serversession"
 
 
-def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every reading command takes."""
+def source_options(
+    command: Callable[..., Any] | None = None, *, port_flags: tuple[str, ...] = ("--port", "--smb-port")
+) -> Any:
+    """The options every reading command takes (``@source_options``, or with ``port_flags``
+    for a command whose own ``--port`` is something else)."""
+    if command is None:
+        return lambda function: source_options(function, port_flags=port_flags)
     options = [
         click.option(
             "--source",
@@ -44,7 +49,29 @@ def source_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(min=0.1),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help="Seconds to wait for the source.",
+            help="Seconds to wait for the source (for each host).",
+        ),
+        click.option(
+            "--host",
+            "hosts",
+            metavar="HOST[:PORT]",
+            multiple=True,
+            help="SMB server to ask over MS-SRVS (srvsvc); repeat for several.",
+        ),
+        click.option("--hosts-file", metavar="FILE", help="File of hosts for srvsvc, one per line (# comments)."),
+        click.option(
+            *port_flags,
+            "smb_port",
+            type=click.IntRange(1, 65535),
+            default=445,
+            show_default=True,
+            help="SMB port of the hosts given without one.",
+        ),
+        click.option("--user", metavar="DOMAIN\\USER", help="Account for srvsvc (USER or USER@DOMAIN work too)."),
+        click.option(
+            "--password-file",
+            metavar="FILE",
+            help="File whose first line is the password (default: env SERVERSESSION_PASSWORD).",
         ),
     ]
     for option in reversed(options):
@@ -61,12 +88,16 @@ def main() -> None:
 @main.command("list")
 @source_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
-def list_command(source: str, smb_conf: str | None, timeout: float, fmt: str) -> None:
-    """List the sessions that remote users have established with this server."""
+def list_command(fmt: str, **source: Any) -> None:
+    """List the sessions that remote users have established with this server (or with --host HOST).
+
+    With several hosts, a host that fails gets an error line and the others are listed;
+    the exit code is 1 only if every host failed.
+    """
     from .api import sessions
     from .model import SERVER_SESSION, load_schema
 
-    instances = sessions(source=source, smb_conf=smb_conf, timeout=timeout)
+    instances = sessions(**source)
     cls = load_schema().get(SERVER_SESSION)
     width = None if fmt != "table" else (click.get_terminal_size()[0] if sys.stdout.isatty() else 200)
     click.echo(render(instances, cls, fmt, width), nl=False)
@@ -274,7 +305,7 @@ def _table_width(fmt: str) -> int | None:
 
 
 @main.command("serve")
-@source_options
+@source_options(port_flags=("--smb-port",))  # --port is the WBEM server's
 @click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port [default: 5988, 5989 with TLS].")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate (chain) for HTTPS.")

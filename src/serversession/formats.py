@@ -33,10 +33,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _remote(instances: Sequence[CIMObject]) -> bool:
+    """Whether the instances were read from other servers (then outputs name each one's server)."""
+    return any(instance.server for instance in instances)
+
+
 def _rows(instances: Sequence[CIMObject], properties: Sequence[str], system: bool) -> list[dict[str, Any]]:
+    server = not system and _remote(instances)
     rows = []
     for instance in instances:
-        row = instance.system_properties() if system else {}
+        row = instance.system_properties() if system else {"__SERVER": instance.server} if server else {}
         values = instance.to_dict()
         row.update((p, values.get(p)) for p in properties)
         rows.append(row)
@@ -46,7 +52,8 @@ def _rows(instances: Sequence[CIMObject], properties: Sequence[str], system: boo
 def to_json(instances: Sequence[CIMObject], properties: Sequence[str], system: bool = False) -> str:
     """A JSON array of objects keyed by CIM property name; null when unknown.
 
-    ``system`` puts WMI's system properties (``__CLASS``, ``__PATH``, ...) in front.
+    ``system`` puts WMI's system properties (``__CLASS``, ``__PATH``, ...) in front; without
+    it, instances read from other servers get ``__SERVER`` in front.
     """
     rows = [{k: _plain(v) for k, v in row.items()} for row in _rows(instances, properties, system)]
     return json.dumps(rows, indent=2)
@@ -56,7 +63,7 @@ def to_csv(instances: Sequence[CIMObject], properties: Sequence[str], system: bo
     """CSV with a header row of property names; empty cells when unknown (arrays joined by ``;``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    header = [*(SYSTEM_PROPERTIES if system else ()), *properties]
+    header = [*(SYSTEM_PROPERTIES if system else ("__SERVER",) if _remote(instances) else ()), *properties]
     writer.writerow(header)
     for row in _rows(instances, properties, system):
         writer.writerow([_csv_cell(row.get(p)) for p in header])
@@ -117,7 +124,8 @@ def _cell(instance: CIMObject, prop: str, cls: ClassDef) -> str:
 def to_table(
     instances: Sequence[CIMObject], cls: ClassDef, width: int | None = None, properties: Sequence[str] | None = None
 ) -> str:
-    """An aligned table for people: the usual columns, or ``properties`` when a query chose them."""
+    """An aligned table for people: the usual columns, or ``properties`` when a query chose them;
+    first a Server column when the instances were read from other servers."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -126,13 +134,17 @@ def to_table(
     if properties is not None and list(properties) != list(cls.properties):
         columns = tuple((p, p) for p in properties)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    server = _remote(instances)
+    if server:
+        table.add_column("Server", overflow="fold")
     for heading, prop in columns:
         numeric = (
             cls.properties[prop].type.startswith(("uint", "sint")) and "ValueMap" not in cls.properties[prop].qualifiers
         )
         table.add_column(heading, justify="right" if numeric else "left", overflow="fold")
     for instance in instances:
-        table.add_row(*(_cell(instance, prop, cls) for _, prop in columns))
+        cells = [_cell(instance, prop, cls) for _, prop in columns]
+        table.add_row(*([instance.server or "-", *cells] if server else cells))
     out = io.StringIO()
     console = Console(file=out, width=width or 200, color_system=None, highlight=False, soft_wrap=False)
     console.print(table)

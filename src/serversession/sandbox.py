@@ -24,6 +24,8 @@ from .errors import InvalidInput, ServerSessionError, SourceUnavailable
 
 DEFAULT_PORT = 4445
 DEFAULT_USERS = ("alice", "bob")
+DEFAULT_ADMINS = ("admin",)  # members of BUILTIN\\Administrators: they may list sessions over MS-SRVS
+ADMINISTRATORS_SID = "S-1-5-32-544"
 LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib")
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 START_TIMEOUT = 20.0
@@ -56,7 +58,7 @@ SMB_CONF = """\
   printcap name = /dev/null
   disable spoolss = yes
   max connections = 0
-
+{options}
 [share]
   path = {d}/share
   read only = no
@@ -98,6 +100,8 @@ class Sandbox:
     directory: str
     port: int = DEFAULT_PORT
     users: dict[str, str] = field(default_factory=dict)
+    #: extra [global] parameters of smb.conf, e.g. {"rpc start on demand helpers": "no"}
+    options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.directory = os.path.abspath(self.directory)
@@ -151,8 +155,9 @@ class Sandbox:
         missing = []
         if not _find(("smbd",), SBIN_DIRS):
             missing.append("smbd (Debian: apt-get install samba)")
-        if not _find(("smbpasswd",), SBIN_DIRS):
-            missing.append("smbpasswd (Debian: apt-get install samba-common-bin)")
+        for tool in ("smbpasswd", "net"):
+            if not _find((tool,), SBIN_DIRS):
+                missing.append(f"{tool} (Debian: apt-get install samba-common-bin)")
         if not _library("nss_wrapper"):
             missing.append("nss_wrapper (Debian: apt-get install libnss-wrapper)")
         if os.geteuid() != 0 and not _library("uid_wrapper"):
@@ -168,24 +173,33 @@ class Sandbox:
 
     def pid(self) -> int | None:
         """The pid of the sandbox's smbd, or None if it is not running."""
+        return self._daemon_pid("smbd")
+
+    def _daemon_pid(self, name: str) -> int | None:
+        """The pid in ``pid/NAME.pid`` if that process is this sandbox's ``name``."""
         try:
-            with open(os.path.join(self.directory, "pid", "smbd.pid")) as handle:
+            with open(os.path.join(self.directory, "pid", f"{name}.pid")) as handle:
                 pid = int(handle.read().split()[0])
-            with open(f"/proc/{pid}/comm", "rb") as comm:
-                if not comm.read().startswith(b"smbd"):
-                    return None
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
         except (OSError, ValueError, IndexError):
+            return None
+        if os.path.basename(argv[0]) != name.encode() or not any(self.conf_path.encode() in a for a in argv):
             return None
         return pid
 
-    def start(self, users: tuple[str, ...] = DEFAULT_USERS) -> None:
-        """Write the configuration, create ``users`` with random passwords and start smbd."""
+    def start(self, users: tuple[str, ...] = DEFAULT_USERS, admins: tuple[str, ...] = DEFAULT_ADMINS) -> None:
+        """Write the configuration, create ``users`` and ``admins`` with random passwords and start smbd.
+
+        ``admins`` are members of a group mapped to BUILTIN\\Administrators, which Samba requires
+        of whoever lists sessions over MS-SRVS (``--source srvsvc``).
+        """
         self.check_requirements()
         if self.pid() is not None:
             raise ServerSessionError(f"the sandbox in {self.directory} is already running (pid {self.pid()})")
         if _port_open(self.port):
             raise ServerSessionError(f"port {self.port} on 127.0.0.1 is already in use; choose another with --port")
-        self._write_files(users)
+        self._write_files(users, admins)
         smbd = _find(("smbd",), SBIN_DIRS)
         with open(os.path.join(self.directory, "log", "smbd.stderr"), "ab") as log:
             result = subprocess.run(
@@ -222,7 +236,7 @@ class Sandbox:
                 return
             path = os.path.dirname(path)
 
-    def _write_files(self, users: tuple[str, ...]) -> None:
+    def _write_files(self, users: tuple[str, ...], admins: tuple[str, ...]) -> None:
         d = self.directory
         self._check_reachable()
         for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "bind-dns", "log", "share"):
@@ -233,39 +247,62 @@ class Sandbox:
             os.remove(stale)  # volatile databases of an earlier run
         guest = "nobody"
         passwd = ["root:x:0:0:root:/root:/bin/false", f"{guest}:x:65534:65534:nobody:/nonexistent:/bin/false"]
-        group = ["root:x:0:", "nogroup:x:65534:", "sandbox:x:10000:" + ",".join(users)]
+        group = [
+            "root:x:0:",
+            "nogroup:x:65534:",
+            "sandbox:x:10000:" + ",".join(users),
+            "sbadmins:x:10100:" + ",".join(admins),
+        ]
         self.users = dict(self.users)
-        for number, user in enumerate(users, start=10001):
-            passwd.append(f"{user}:x:{number}:10000:{user}:{d}/share:/bin/false")
+        accounts = [(user, 10000) for user in users] + [(admin, 10100) for admin in admins]
+        for number, (user, gid) in enumerate(accounts, start=10001):
+            passwd.append(f"{user}:x:{number}:{gid}:{user}:{d}/share:/bin/false")
             self.users.setdefault(user, secrets.token_urlsafe(12))
         _write(os.path.join(d, "passwd"), "\n".join(passwd) + "\n")
         _write(os.path.join(d, "group"), "\n".join(group) + "\n")
-        _write(self.conf_path, SMB_CONF.format(d=d, port=self.port, guest=guest))
-        smbpasswd = _find(("smbpasswd",), SBIN_DIRS)
-        for user in users:
-            password = self.users[user]
-            result = subprocess.run(
-                [smbpasswd, "-c", self.conf_path, "-s", "-a", user],  # type: ignore[list-item]
-                input=f"{password}\n{password}\n",
-                env=self.environment(),
-                capture_output=True,
-                text=True,
-                timeout=START_TIMEOUT,
-                check=False,
+        options = "".join(f"  {key} = {value}\n" for key, value in self.options.items())
+        _write(self.conf_path, SMB_CONF.format(d=d, port=self.port, guest=guest, options=options))
+        for user, _ in accounts:
+            self._samba_tool("smbpasswd", ["-c", self.conf_path, "-s", "-a", user], f"{self.users[user]}\n" * 2)
+        if admins:
+            self._samba_tool(
+                "net",
+                [
+                    "-s",
+                    self.conf_path,
+                    "groupmap",
+                    "add",
+                    f"sid={ADMINISTRATORS_SID}",
+                    "unixgroup=sbadmins",
+                    "type=builtin",
+                ],
+                already="already mapped",
             )
-            if result.returncode != 0:
-                raise ServerSessionError(
-                    f"cannot create sandbox user {user}: {result.stderr.strip() or result.stdout.strip()}"
-                )
         state = {"port": self.port, "users": self.users}
         _write(self._state_path, json.dumps(state, indent=2) + "\n", mode=0o600)
 
+    def _samba_tool(self, name: str, args: list[str], stdin: str = "", already: str | None = None) -> None:
+        """Run one of Samba's tools on the sandbox's configuration; an error says what failed."""
+        result = subprocess.run(
+            [_find((name,), SBIN_DIRS) or name, *args],
+            input=stdin,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+        message = result.stderr.strip() or result.stdout.strip()
+        if result.returncode != 0 and not (already and already in message):
+            raise ServerSessionError(f"sandbox: {name} {' '.join(args[2:])} failed: {message}")
+
     def stop(self) -> bool:
-        """Stop smbd (and its children); True if it was running."""
+        """Stop smbd, the samba-dcerpcd it started on demand, and their children; True if smbd was running."""
         pid = self.pid()
-        if pid is None:
+        daemons = [p for p in (pid, self._daemon_pid("samba-dcerpcd")) if p is not None]
+        if not daemons:
             return False
-        group = [pid, *_children(pid)]
+        group = [member for daemon in daemons for member in (daemon, *_children(daemon))]
         for member in group:
             _signal(member, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -273,7 +310,7 @@ class Sandbox:
             time.sleep(0.05)
         for member in group:
             _signal(member, signal.SIGKILL)
-        return True
+        return pid is not None
 
     def status(self) -> dict[str, object]:
         """What a person or a script needs to use the sandbox."""

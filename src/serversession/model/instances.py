@@ -129,8 +129,10 @@ def instance_class(name: str) -> type[CIMObject]:
     return generated
 
 
-def session_type(user_flags: int) -> int:
-    """SessionType from MS-SRVS user flags: Guest 0, NoEncryption 1, Other 2."""
+def session_type(user_flags: int | None) -> int | None:
+    """SessionType from MS-SRVS user flags: Guest 0, NoEncryption 1, Other 2 (None: flags unknown)."""
+    if user_flags is None:
+        return None
     if user_flags & SESS_GUEST:
         return 0
     if user_flags & SESS_NOENCRYPTION:

@@ -7,30 +7,71 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..errors import InvalidInput, SourceTimeout, SourceUnavailable
 from .base import DEFAULT_TIMEOUT, SessionRecord, Source
+from .remote import SMB_PORT
 
 __all__ = ["DEFAULT_TIMEOUT", "SOURCE_NAMES", "SessionRecord", "Source", "open_source", "read_sessions"]
 
-SOURCE_NAMES = ("auto", "samba")
+SOURCE_NAMES = ("auto", "samba", "srvsvc")
 GRACE = 1.0  # extra seconds the guard thread gives a source that bounds its own wait
 
 T = TypeVar("T")
 
 
-def open_source(name: str = "auto", *, smb_conf: str | None = None) -> Source:
-    """The source called ``name``; ``auto`` picks the first one that fits this machine."""
+def open_source(
+    name: str = "auto",
+    *,
+    smb_conf: str | None = None,
+    hosts: Sequence[str] = (),
+    hosts_file: str | None = None,
+    smb_port: int = SMB_PORT,
+    user: str | None = None,
+    password: str | None = None,
+    password_file: str | None = None,
+) -> Source:
+    """The source called ``name``; ``auto`` is srvsvc when hosts are given, else this machine's Samba.
+
+    srvsvc reads ``hosts`` (``HOST``, ``HOST:PORT``; ``smb_port`` by default) and the lines of
+    ``hosts_file`` as ``user`` (``DOMAIN\\user``) with ``password``, else the first line of
+    ``password_file``, else env ``SERVERSESSION_PASSWORD``.
+    """
     if name not in SOURCE_NAMES:
         raise InvalidInput(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
+    remote = bool(hosts or hosts_file)
+    if name == "srvsvc" or (name == "auto" and remote):
+        return _open_srvsvc(hosts, hosts_file, smb_port, user, password, password_file)
+    if remote or user or password_file:
+        raise InvalidInput(f"hosts and credentials are for the srvsvc source; the {name} source reads this machine")
     smb_conf = smb_conf or os.environ.get("SERVERSESSION_SMB_CONF") or None
     from .samba import SambaSource
 
     if name in ("samba", "auto"):
         return SambaSource(smb_conf=smb_conf)
     raise SourceUnavailable(f"no source available for {name!r}")  # pragma: no cover
+
+
+def _open_srvsvc(
+    hosts: Sequence[str],
+    hosts_file: str | None,
+    smb_port: int,
+    user: str | None,
+    password: str | None,
+    password_file: str | None,
+) -> Source:
+    """One MS-SRVS source per host, read together (sources/multi.py)."""
+    from .multi import MultiSource
+    from .remote import credentials, endpoints
+    from .srvsvc import SrvsvcSource
+
+    targets = endpoints(tuple(hosts), hosts_file, smb_port)
+    if not targets:
+        raise InvalidInput("the srvsvc source needs at least one host to ask")
+    account = credentials(user, password, password_file)
+    return MultiSource({target.label: SrvsvcSource(target, account) for target in targets})
 
 
 def call_with_timeout(function: Callable[[], T], timeout: float, what: str) -> T:
@@ -59,7 +100,10 @@ def call_with_timeout(function: Callable[[], T], timeout: float, what: str) -> T
 
 def read_sessions(source: Source, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
     """All session records of ``source``, bounded in time."""
+    limit = source.time_limit(timeout) if hasattr(source, "time_limit") else timeout  # several hosts: in waves
     try:
-        return call_with_timeout(lambda: source.sessions(timeout), timeout + GRACE, source.description)
-    except SourceTimeout:
-        raise SourceTimeout(f"{source.description} did not answer within {timeout:g} s") from None
+        return call_with_timeout(lambda: source.sessions(timeout), limit + GRACE, source.description)
+    except SourceTimeout as exc:
+        if str(exc).startswith(source.description):  # the guard's own message: say the time-out asked for
+            raise SourceTimeout(f"{source.description} did not answer within {timeout:g} s") from None
+        raise

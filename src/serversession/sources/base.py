@@ -25,7 +25,7 @@ class SessionRecord:
     established: float | None
     last_request: float | None
     opens: int | None
-    user_flags: int
+    user_flags: int | None
     client_type: str | None
     transport: str | None
     status: str = "OK"
