@@ -104,7 +104,7 @@ def credentials(user: str | None, password: str | None = None, password_file: st
             raise InvalidInput("a password file needs a user name")
         return Credentials()
     if password is None:
-        password = os.environ.get(PASSWORD_ENV)
+        password = os.environ.get(PASSWORD_ENV) or None  # set but empty: not set
     domain, backslash, name = user.rpartition("\\")
     if not name or (backslash and not domain):
         raise InvalidInput(f"user {user!r} is not USER, DOMAIN\\USER or USER@DOMAIN")

@@ -213,4 +213,4 @@ def _status_name(code: int) -> str:
     from impacket import nt_errors
 
     name = nt_errors.ERROR_MESSAGES.get(code, ("",))[0]
-    return f"{name} (0x{code:08x})" if name else f"0x{code:08x}"
+    return name or f"NTSTATUS 0x{code:08x}"

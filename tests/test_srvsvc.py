@@ -1,0 +1,462 @@
+"""The srvsvc source (MS-SRVS NetrSessionEnum over impacket) against real smbd sandboxes.
+
+Two sandboxes on 127.0.0.1 stand in for two hosts; both have the same administrator "admin"
+(member of a group mapped to BUILTIN\\Administrators, which Samba requires) and users alice,
+bob and carol. Samba answers NetrSessionEnum at levels 0 and 1 only, and to administrators
+only: the source's fall-back from level 502 is exercised against it for real.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from smbprotocol.connection import Connection
+from smbprotocol.session import Session
+from smbprotocol.tree import TreeConnect
+
+import serversession
+from conftest import REPO, run_cli, wait_for
+from serversession.demo import Client
+from serversession.sandbox import Sandbox, free_port
+from serversession.sources import open_source, read_sessions
+
+ADMIN_PASSWORD = "Adm1n-Sandbox-pw"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def start_box(**options: str) -> Sandbox:
+    directory = tempfile.mkdtemp(prefix="serversession-srvsvc-")
+    box = Sandbox(directory, free_port(), users={"admin": ADMIN_PASSWORD}, options=dict(options))
+    box.start(users=("alice", "bob", "carol"))
+    return box
+
+
+def remove_box(box: Sandbox) -> None:
+    box.stop()
+    shutil.rmtree(box.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def boxes() -> Iterator[list[Sandbox]]:
+    """Two sandbox Sambas: two hosts."""
+    started = [start_box(), start_box()]
+    yield started
+    for box in started:
+        remove_box(box)
+
+
+@pytest.fixture(scope="module")
+def password_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("srvsvc") / "admin.pw"
+    path.write_text(ADMIN_PASSWORD + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def clients(boxes) -> Iterator[list[Client]]:
+    """SMB sessions opened by a test, closed (and gone from smbd) when it ends."""
+    opened: list[Client] = []
+    yield opened
+    for client in opened:
+        client.close()
+    for box in boxes:
+        wait_for(lambda box=box: not local_keys(box, exclude=()), timeout=15)
+
+
+def host(box: Sandbox) -> str:
+    return f"127.0.0.1:{box.port}"
+
+
+def label(box: Sandbox) -> str:
+    return f"127.0.0.1@{box.port}"
+
+
+def local_keys(box: Sandbox, exclude: tuple[str, ...] = ("admin",)) -> set[tuple[str, str]]:
+    """(ComputerName, UserName) of the box's sessions, read locally by the Samba source."""
+    found = serversession.sessions(smb_conf=box.conf_path)
+    return {(s.ComputerName, s.UserName) for s in found if s.UserName not in exclude}
+
+
+def remote(*boxes: Sandbox, failures: list | None = None, **options) -> list:
+    return serversession.sessions(
+        hosts=[host(b) for b in boxes], user="admin", password=ADMIN_PASSWORD, failures=failures, **options
+    )
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, env={"SERVERSESSION_PASSWORD": "", **(env or {})}, timeout=timeout)
+
+
+def admin(password_file: str, *boxes: Sandbox) -> list[str]:
+    hosts = [arg for box in boxes for arg in ("--host", host(box))]
+    return ["--source", "srvsvc", *hosts, "--user", "admin", "--password-file", password_file]
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert "Traceback" not in result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith("serversession: error:")]
+
+
+# --- what is read, at the level Samba answers --------------------------------------------------
+
+
+def test_values_from_level_1(boxes, clients, caplog) -> None:
+    box = boxes[0]
+    before = time.time()
+    alice = Client(box.port, "alice", box.users["alice"])
+    clients.append(alice)
+    alice.open_files(["one.txt", "two.txt"])
+    after = time.time()
+    time.sleep(1.2)
+    failures: list = []
+    with caplog.at_level(logging.WARNING, logger="serversession"):
+        found = {s.UserName: s for s in remote(box, failures=failures)}
+    now = time.time()
+    assert failures == []
+    s = found["alice"]
+    assert s.server == label(box)
+    assert s.path == f'\\\\{label(box)}\\root\\cimv2:Win32_ServerSession.ComputerName="127.0.0.1",UserName="alice"'
+    assert s.ComputerName == "127.0.0.1"
+    assert s.ResourcesOpened == 2
+    assert s.SessionType == 2
+    assert int(now - after) - 1 <= s.ActiveTime <= int(now - before) + 1
+    assert s.IdleTime == 0  # what Samba's srvsvc answers, whatever the truth
+    assert s.ClientType is None and s.TransportName is None  # level 1 has neither: not invented
+    assert "NetrSessionEnum level 1" in s.Description
+    assert "admin" in found  # the query's own session is a session too
+    assert "level 502 not supported; level 1 answered: ClientType, TransportName unknown" in caplog.text
+    local = {x.UserName: x for x in serversession.sessions(smb_conf=box.conf_path)}["alice"]
+    assert abs(local.ActiveTime - s.ActiveTime) <= 1
+    assert local.ResourcesOpened == s.ResourcesOpened
+
+
+def test_guest_session_is_guest_type(boxes, clients) -> None:
+    box = boxes[0]
+    clients.append(Client(box.port, "nosuchuser", "whatever", guest=True))  # "map to guest = bad user"
+    guest = wait_for(lambda: [s for s in remote(box) if s.UserName == "nobody"])[0]
+    assert guest.SessionType == 0
+
+
+def test_same_sessions_as_the_samba_source(boxes, clients) -> None:
+    box = boxes[0]
+    for user in ("alice", "bob", "carol", "bob"):
+        clients.append(Client(box.port, user, box.users[user]))
+    ours = {(s.ComputerName, s.UserName) for s in remote(box) if s.UserName != "admin"}
+    assert ours == local_keys(box) == {("127.0.0.1", u) for u in ("alice", "bob", "carol")}
+    records = read_sessions(open_source("srvsvc", hosts=[host(box)], user="admin", password=ADMIN_PASSWORD))
+    assert sum(1 for r in records if r.user_name == "bob") == 2  # two sessions, one instance
+
+
+def test_many_sessions(boxes) -> None:
+    """300 sessions (each with a tree connect, as real clients have) come back complete."""
+    box = boxes[1]
+    connections = []
+    try:
+        for _ in range(3):
+            connection = Connection(uuid.uuid4(), "127.0.0.1", box.port, require_signing=True)
+            connection.connect(timeout=30)
+            connections.append(connection)
+            for _ in range(100):
+                session = Session(connection, "carol", box.users["carol"], require_encryption=False)
+                session.connect()
+                TreeConnect(session, "\\\\127.0.0.1\\IPC$").connect()
+        records = read_sessions(open_source("srvsvc", hosts=[host(box)], user="admin", password=ADMIN_PASSWORD))
+        assert sum(1 for r in records if r.user_name == "carol") == 300
+        (carol,) = [s for s in remote(box) if s.UserName == "carol"]
+        assert carol.Description.startswith("300 sessions of user carol")
+    finally:
+        for connection in connections:
+            connection.disconnect(close=True)
+    wait_for(lambda: not local_keys(box), timeout=30)
+
+
+# --- the command: formats name the server -------------------------------------------------------
+
+
+def test_list_formats_name_the_server(boxes, clients, password_file) -> None:
+    box = boxes[0]
+    clients.append(Client(box.port, "alice", box.users["alice"]))
+    result = cli("list", "--format", "json", *admin(password_file, box))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["__SERVER"] for r in rows} == {label(box)}
+    assert next(iter(rows[0])) == "__SERVER"
+    assert {r["UserName"] for r in rows} == {"alice", "admin"}
+    assert "level 1 answered" in result.stderr and error_lines(result) == []
+
+    table = cli("list", *admin(password_file, box))
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["Server", "Computer", "User"]
+    assert next(line for line in lines if " alice " in line).split()[:2] == [label(box), "127.0.0.1"]
+
+    rows_csv = list(csv.DictReader(io.StringIO(cli("list", "--format", "csv", *admin(password_file, box)).stdout)))
+    assert {r["__SERVER"] for r in rows_csv} == {label(box)}
+
+    local = cli("list", "--format", "json", "--smb-conf", box.conf_path)
+    assert local.returncode == 0, local.stderr
+    (row,) = json.loads(local.stdout)
+    assert "__SERVER" not in row and "Server" not in cli("list", "--smb-conf", box.conf_path).stdout
+
+
+@pytest.mark.parametrize("fmt", ["mof", "xml"])
+def test_list_mof_and_xml(boxes, password_file, fmt) -> None:
+    result = cli("list", "--format", fmt, *admin(password_file, boxes[0]))
+    assert result.returncode == 0, result.stderr
+    assert 'UserName = "admin"' in result.stdout if fmt == "mof" else label(boxes[0]) in result.stdout
+
+
+def test_query_and_get_over_srvsvc(boxes, clients, password_file) -> None:
+    box = boxes[0]
+    clients.append(Client(box.port, "bob", box.users["bob"]))
+    wql = "SELECT UserName, ResourcesOpened FROM Win32_ServerSession WHERE UserName = 'bob'"
+    result = cli("query", wql, "--format", "json", *admin(password_file, box))
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["UserName"] == "bob" and row["__SERVER"] == label(box)
+    path = f'\\\\{label(box)}\\root\\cimv2:Win32_ServerSession.ComputerName="127.0.0.1",UserName="bob"'
+    got = cli("get", path, "--format", "json", *admin(password_file, box))
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["__PATH"] == path
+
+
+# --- several hosts -------------------------------------------------------------------------------
+
+
+def test_several_hosts(boxes, clients, password_file) -> None:
+    first, second = boxes
+    clients.append(Client(first.port, "alice", first.users["alice"]))
+    clients.append(Client(second.port, "bob", second.users["bob"]))
+    result = cli("list", "--format", "json", *admin(password_file, first, second))
+    assert result.returncode == 0, result.stderr
+    by_server: dict[str, set[str]] = {}
+    for row in json.loads(result.stdout):
+        by_server.setdefault(row["__SERVER"], set()).add(row["UserName"])
+    assert by_server == {label(first): {"alice", "admin"}, label(second): {"bob", "admin"}}
+    table = cli("list", *admin(password_file, first, second)).stdout
+    assert {line.split()[0] for line in table.splitlines()[2:-1]} == {label(first), label(second)}
+
+
+def test_hosts_file(boxes, clients, tmp_path, password_file) -> None:
+    first, second = boxes
+    clients.append(Client(second.port, "carol", second.users["carol"]))
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"# the sandboxes\n{host(first)}\n\n  {host(second)}   # the second\n{host(first)}\n")
+    result = cli(
+        "list", "--format", "json", "--hosts-file", str(hosts), "--user", "admin", "--password-file", password_file
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["__SERVER"] for r in rows} == {label(first), label(second)}
+    assert ("carol", label(second)) in {(r["UserName"], r["__SERVER"]) for r in rows}
+    missing = cli("list", "--hosts-file", str(tmp_path / "nope"), "--user", "admin", "--password-file", password_file)
+    assert missing.returncode == 1 and error_lines(missing) == [
+        f"serversession: error: hosts file {tmp_path / 'nope'} not found"
+    ]
+
+
+def test_one_host_down(boxes, clients, password_file) -> None:
+    first = boxes[0]
+    clients.append(Client(first.port, "alice", first.users["alice"]))
+    stopped = start_box()
+    remove_box(stopped)  # a host that was up and is now down
+    result = cli("list", "--format", "json", *admin(password_file, stopped, first))
+    assert result.returncode == 0, result.stderr
+    assert error_lines(result) == [
+        f"serversession: error: {label(stopped)}: cannot connect to port {stopped.port}: connection refused"
+    ]
+    assert {(r["__SERVER"], r["UserName"]) for r in json.loads(result.stdout)} >= {(label(first), "alice")}
+    failures: list = []
+    found = remote(stopped, first, failures=failures)
+    assert [f.host for f in failures] == [label(stopped)] and "connection refused" in str(failures[0].error)
+    assert {s.server for s in found} == {label(first)}
+
+
+def test_every_host_down(password_file) -> None:
+    ports = [free_port(), free_port()]
+    args = [arg for port in ports for arg in ("--host", f"127.0.0.1:{port}")]
+    result = cli("list", "--user", "admin", "--password-file", password_file, *args)
+    assert result.returncode == 1 and result.stdout == ""
+    assert error_lines(result) == [
+        *(f"serversession: error: 127.0.0.1@{p}: cannot connect to port {p}: connection refused" for p in ports),
+        "serversession: error: all 2 hosts failed",
+    ]
+
+
+def test_silent_host_times_out(boxes, password_file) -> None:
+    """A host that accepts the connection and never answers: a time-out, and the others still answer."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        start = time.monotonic()
+        alone = cli(
+            "list", "--timeout", "1", "--host", f"127.0.0.1:{port}", "--user", "admin", "--password-file", password_file
+        )
+        took = time.monotonic() - start
+        assert alone.returncode == 1 and took < 10
+        assert error_lines(alone) == [f"serversession: error: 127.0.0.1@{port}: did not answer within 1 s"]
+        both = cli("list", "--timeout", "2", "--host", f"127.0.0.1:{port}", *admin(password_file, boxes[0])[2:])
+        assert both.returncode == 0, both.stderr
+        assert error_lines(both) == [f"serversession: error: 127.0.0.1@{port}: did not answer within 2 s"]
+        assert label(boxes[0]) in both.stdout
+
+
+# --- errors a user understands ------------------------------------------------------------------
+
+
+def test_normal_user_is_refused_at_502_then_at_10(boxes, tmp_path) -> None:
+    box = boxes[0]
+    pw = tmp_path / "alice.pw"
+    pw.write_text(box.users["alice"])
+    result = cli("list", "--host", host(box), "--user", "alice", "--password-file", str(pw))
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        f"serversession: error: {label(box)}: access denied to the session list (level 502 refused, "
+        "level 10 refused); alice must be a member of Administrators or Server Operators there"
+    ]
+    with pytest.raises(serversession.errors.AccessDenied):
+        serversession.sessions(hosts=[host(box)], user="SANDBOX\\alice", password=box.users["alice"])
+
+
+def test_wrong_password(boxes, tmp_path) -> None:
+    pw = tmp_path / "wrong.pw"
+    pw.write_text("not-the-password\n")
+    result = cli("list", "--host", host(boxes[0]), "--user", "SANDBOX\\admin", "--password-file", str(pw))
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        f"serversession: error: {label(boxes[0])}: log-on as SANDBOX\\admin failed: wrong user name or password"
+    ]
+
+
+def test_unreachable_port(password_file) -> None:
+    port = free_port()
+    result = cli("list", "--host", f"127.0.0.1:{port}", "--user", "admin", "--password-file", password_file)
+    assert result.returncode == 1
+    assert error_lines(result) == [
+        f"serversession: error: 127.0.0.1@{port}: cannot connect to port {port}: connection refused"
+    ]
+
+
+def test_password_file_and_environment(boxes, tmp_path, password_file) -> None:
+    box_host = host(boxes[0])
+    missing = cli("list", "--host", box_host, "--user", "admin", "--password-file", str(tmp_path / "none"))
+    assert missing.returncode == 1
+    assert error_lines(missing) == [f"serversession: error: password file {tmp_path / 'none'} not found"]
+    unreadable = tmp_path / "dir.pw"
+    unreadable.mkdir()
+    assert (
+        "is a directory"
+        in cli("list", "--host", box_host, "--user", "admin", "--password-file", str(unreadable)).stderr
+    )
+    empty = tmp_path / "empty.pw"
+    empty.write_text("\n")
+    assert cli("list", "--host", box_host, "--user", "admin", "--password-file", str(empty)).returncode == 2
+    from_env = cli("list", "--host", box_host, "--user", "admin", env={"SERVERSESSION_PASSWORD": ADMIN_PASSWORD})
+    assert from_env.returncode == 0, from_env.stderr
+    assert "admin" in from_env.stdout
+    no_password = cli("list", "--host", box_host, "--user", "admin")
+    assert no_password.returncode == 2 and "no password for admin" in no_password.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--source", "srvsvc"], "needs at least one host"),
+        (["--source", "samba", "--host", "127.0.0.1"], "hosts and credentials are for the srvsvc source"),
+        (["--host", "127.0.0.1:99999"], "is not a TCP port"),
+        (["--host", "[::1"], "is not HOST, HOST:PORT or [IPV6]:PORT"),
+        (["--host", "127.0.0.1", "--user", "SANDBOX\\"], "is not USER, DOMAIN\\USER"),
+    ],
+)
+def test_invalid_input_exits_2(args, phrase) -> None:
+    result = cli("list", *args, env={"SERVERSESSION_PASSWORD": "x"})
+    assert result.returncode == 2, result.stderr
+    assert phrase in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_srvsvc_not_available() -> None:
+    """A Samba that does not start its RPC services (samba-dcerpcd) has no \\pipe\\srvsvc."""
+    box = start_box(**{"rpc start on demand helpers": "no"})
+    try:
+        failure = cli("list", "--host", host(box), "--user", "admin", env={"SERVERSESSION_PASSWORD": ADMIN_PASSWORD})
+    finally:
+        remove_box(box)
+    assert failure.returncode == 1
+    assert error_lines(failure) == [
+        f"serversession: error: {label(box)}: srvsvc is not available: the server has no \\pipe\\srvsvc "
+        "(STATUS_OBJECT_NAME_NOT_FOUND)"
+    ]
+
+
+def test_without_impacket_says_what_to_install(tmp_path) -> None:
+    """The distribution's python3 has no impacket: the source says which extra to install."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        pytest.fail(f"{SYSTEM_PYTHON} is needed for this test")
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import impacket"], capture_output=True, check=False)
+    assert probe.returncode != 0, "this test needs a Python without impacket"
+    code = textwrap.dedent("""
+        from serversession.errors import SourceUnavailable
+        from serversession.sources import open_source, read_sessions
+        try:
+            read_sessions(open_source("srvsvc", hosts=["127.0.0.1:1"], user="admin", password="x"))
+        except SourceUnavailable as exc:
+            print(exc)
+    """)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.path.join(REPO, "src")}
+    result = subprocess.run([SYSTEM_PYTHON, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "the srvsvc source needs impacket: pip install 'serversession[remote]'"
+
+
+# --- serve in front of several hosts ------------------------------------------------------------
+
+
+def test_serve_in_front_of_several_hosts(boxes, clients, password_file) -> None:
+    import pywbem
+
+    from test_server import start_server, stop, wait_listening
+
+    first, second = boxes
+    clients.append(Client(second.port, "carol", second.users["carol"]))
+    port = free_port()
+    proc = start_server(
+        [
+            "--port",
+            str(port),
+            "--no-auth",
+            "--host",
+            host(first),
+            "--host",
+            host(second),
+            "--user",
+            "admin",
+            "--password-file",
+            password_file,
+        ],
+        {"SERVERSESSION_PASSWORD": ""},
+    )
+    try:
+        wait_listening(port, proc)
+        conn = pywbem.WBEMConnection(f"http://127.0.0.1:{port}", default_namespace="root/cimv2", timeout=30)
+        found = conn.ExecQuery("WQL", "SELECT * FROM Win32_ServerSession")  # paths with their host
+        assert {(i.path.host, i["UserName"]) for i in found} >= {
+            (label(first), "admin"),
+            (label(second), "admin"),
+            (label(second), "carol"),
+        }
+    finally:
+        stop(proc)
