@@ -65,12 +65,13 @@ def _open_srvsvc(
     """One MS-SRVS source per host, read together (sources/multi.py)."""
     from .multi import MultiSource
     from .remote import credentials, endpoints
-    from .srvsvc import SrvsvcSource
+    from .srvsvc import SrvsvcSource, check_impacket
 
     targets = endpoints(tuple(hosts), hosts_file, smb_port)
     if not targets:
         raise InvalidInput("the srvsvc source needs at least one host to ask")
     account = credentials(user, password, password_file)
+    check_impacket()  # once, not once per host
     return MultiSource({target.label: SrvsvcSource(target, account) for target in targets})
 
 

@@ -35,7 +35,11 @@ class SessionRecord:
 
 
 class Source(Protocol):
-    """What every source offers."""
+    """What every source offers.
+
+    A source of several hosts (sources/multi.py) also has ``failures``, the hosts that failed
+    in the last read, and ``time_limit(timeout)``, the longest a read may take in all.
+    """
 
     #: short text naming the source and what it reads, for messages
     description: str

@@ -50,6 +50,11 @@ NT_STATUS_NAMES = {
 }
 
 
+def check_impacket() -> None:
+    """Raise SourceUnavailable, saying what to install, if impacket is missing."""
+    _impacket()
+
+
 def _impacket() -> tuple[Any, Any, Any, Any]:
     try:
         from impacket import nmb, smbconnection
