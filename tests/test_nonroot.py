@@ -1,7 +1,8 @@
 """Running without root: a clear permission error, and the sandbox under uid_wrapper.
 
 These run the package as user nobody with the distribution's python3 (which has Samba's
-bindings; the source and sandbox layers need nothing else), via util-linux's setpriv.
+bindings; the source and sandbox layers need nothing else; the CLI needs click, which is copied
+beside the package), via util-linux's setpriv.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 import textwrap
 from collections.abc import Iterator
 
+import click
 import pytest
 
 from conftest import REPO
@@ -24,10 +26,12 @@ NOBODY = 65534
 
 @pytest.fixture(scope="module")
 def package_copy() -> Iterator[str]:
-    """The package copied where user nobody can read it (the clone may live in root's home)."""
+    """The package, and click for its CLI, copied where user nobody can read them (the clone
+    and its virtual environment may live in root's home; click is pure Python)."""
     directory = tempfile.mkdtemp(prefix="serversession-src-")
     os.chmod(directory, 0o755)
     shutil.copytree(os.path.join(REPO, "src", "serversession"), os.path.join(directory, "serversession"))
+    shutil.copytree(os.path.dirname(click.__file__), os.path.join(directory, "click"))
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
 
