@@ -33,6 +33,7 @@ from conftest import REPO, run_cli, wait_for
 from serversession.demo import Client
 from serversession.sandbox import Sandbox, free_port
 from serversession.sources import open_source, read_sessions
+from serversession.sources.multi import MultiSource
 
 ADMIN_PASSWORD = "Adm1n-Sandbox-pw"
 
@@ -315,6 +316,47 @@ def test_silent_host_times_out(boxes, password_file) -> None:
         assert label(boxes[0]) in both.stdout
 
 
+class StuckSource:
+    """A stand-in host whose read hangs where no time-out reaches it (as a read blocked in C
+    would): no real server can be made to do that on demand."""
+
+    description = "a stuck host"
+
+    def sessions(self, timeout: float = 10) -> list:
+        time.sleep(3600)
+        return []
+
+
+def test_processes_and_threads_read_the_same(boxes, clients) -> None:
+    first, second = boxes
+    clients.append(Client(first.port, "alice", first.users["alice"]))
+    clients.append(Client(second.port, "bob", second.users["bob"]))
+    hosts = open_source("srvsvc", hosts=[host(first), host(second)], user="admin", password=ADMIN_PASSWORD)
+    read = {}
+    for processes in (1, 2):
+        multi = MultiSource(hosts.sources, processes=processes)
+        assert multi.processes == processes
+        read[processes] = {(r.server, r.computer_name, r.user_name) for r in multi.sessions(30)}
+    assert read[1] == read[2]
+    assert {(label(first), "alice"), (label(second), "bob")} <= {(server, user) for server, _, user in read[2]}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_stuck_host_is_given_up_and_the_others_kept(boxes, processes) -> None:
+    first, second = boxes
+    hosts = open_source("srvsvc", hosts=[host(first), host(second)], user="admin", password=ADMIN_PASSWORD).sources
+    # with two processes, the stuck host shares its process with the second box
+    multi = MultiSource(
+        {"stuck": StuckSource(), label(first): hosts[label(first)], label(second): hosts[label(second)]},
+        processes=processes,
+    )
+    start = time.monotonic()
+    found = multi.sessions(timeout=2)
+    assert time.monotonic() - start < multi.time_limit(2) + 1
+    assert {r.server for r in found} == {label(first), label(second)}
+    assert [(f.host, str(f.error)) for f in multi.failures] == [("stuck", "stuck: did not answer within 2 s")]
+
+
 # --- errors a user understands ------------------------------------------------------------------
 
 
@@ -407,6 +449,7 @@ def test_without_impacket_says_what_to_install() -> None:
     code = textwrap.dedent("""
         from serversession.errors import SourceUnavailable
         from serversession.sources import open_source, read_sessions
+from serversession.sources.multi import MultiSource
         try:
             import impacket
         except ImportError:

@@ -1,7 +1,10 @@
 """Several sources read at once, as one: the sessions of many servers.
 
 Each source (one host) is read in a bounded pool of daemon threads, each with the whole
-time-out. A host that fails does not lose the others' sessions: its error is kept in
+time-out. With several hosts, the hosts are shared out among forked child processes (one per
+CPU, forked.py), each with its own pool: the CPU work of a read (impacket's NTLM and NDR) runs
+on every core instead of behind one GIL, and a child still reading at the time limit is killed.
+A host that fails does not lose the others' sessions: its error is kept in
 :attr:`MultiSource.failures` and logged; only when every host fails is the read an error.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -16,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ServerSessionError, SourceTimeout, SourceUnavailable
+from . import forked
 from .base import DEFAULT_TIMEOUT, SessionRecord, Source
 
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 32  # hosts read at the same time
 GRACE = 1.0  # seconds a host may overrun its own time-out before it counts as timed out
+REPORT_TIME = 0.5  # seconds a child process has, after its own time limit, to send what it read
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +41,15 @@ class HostFailure:
 class MultiSource:
     """The sessions of every source in ``sources``, keyed ``name -> source``."""
 
-    def __init__(self, sources: dict[str, Source], workers: int = MAX_WORKERS) -> None:
+    def __init__(self, sources: dict[str, Source], workers: int = MAX_WORKERS, processes: int | None = None) -> None:
+        """``workers``: hosts read at once; ``processes``: child processes to share them among
+        (default: one per CPU; 1 reads in this process; without os.fork always 1)."""
         if not sources:
             raise ValueError("MultiSource needs at least one source")
         self.sources = dict(sources)
         self.workers = max(1, min(workers, len(self.sources)))
+        wanted = processes if processes is not None else (os.cpu_count() or 1)
+        self.processes = max(1, min(wanted, self.workers)) if forked.AVAILABLE else 1
         self.description = (
             next(iter(self.sources.values())).description if len(self.sources) == 1 else f"{len(self.sources)} hosts"
         )
@@ -47,8 +57,15 @@ class MultiSource:
         self.failures: list[HostFailure] = []
 
     def time_limit(self, timeout: float) -> float:
-        """Longest a read can take: ``timeout`` per wave of ``workers`` hosts."""
-        return math.ceil(len(self.sources) / self.workers) * (timeout + GRACE)
+        """Longest a read can take: ``timeout`` per wave of hosts a process reads at once."""
+        groups, per_process = self._plan(list(self.sources))
+        waves = math.ceil(max(len(group) for group in groups) / per_process)
+        return waves * (timeout + GRACE) + (REPORT_TIME if self.processes > 1 else 0.0)
+
+    def _plan(self, names: Sequence[str]) -> tuple[list[list[str]], int]:
+        """The hosts of each process, and how many of them each process reads at once."""
+        groups = [list(names[index :: self.processes]) for index in range(self.processes)]
+        return groups, math.ceil(self.workers / self.processes)
 
     def sessions(self, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
         """Every host's sessions; raise only if every host failed (the one error, if one host)."""
@@ -76,7 +93,23 @@ class MultiSource:
         return records
 
     def _read_all(self, names: Sequence[str], timeout: float) -> dict[str, object]:
-        """name -> list of records or the exception raised; hosts still running at the end are absent."""
+        """name -> list of records or the exception raised; hosts not read in time are absent."""
+        groups, per_process = self._plan(names)
+        if self.processes == 1:
+            return self._read_in_threads(names, per_process, timeout)
+        children = [
+            forked.start(lambda group=group: self._read_in_threads(group, per_process, timeout)) for group in groups
+        ]
+        outcomes: dict[str, object] = {}
+        for outcome in forked.finish(children, time.monotonic() + self.time_limit(timeout)):
+            if isinstance(outcome.value, dict):
+                outcomes.update(outcome.value)
+            elif outcome.error is not None and not isinstance(outcome.error, forked.Late):
+                log.debug("a process reading hosts failed: %r", outcome.error)
+        return outcomes
+
+    def _read_in_threads(self, names: Sequence[str], workers: int, timeout: float) -> dict[str, object]:
+        """Read ``names`` in ``workers`` daemon threads; hosts still running at the time limit are absent."""
         jobs: queue.SimpleQueue[str] = queue.SimpleQueue()
         for name in names:
             jobs.put(name)
@@ -91,13 +124,15 @@ class MultiSource:
                     return
                 try:
                     outcomes[name] = self.sources[name].sessions(timeout)
-                except Exception as exc:  # kept per host, reported by sessions()
+                except ServerSessionError as exc:  # kept per host, reported by sessions()
                     outcomes[name] = exc
+                except Exception as exc:  # made plain, so it can travel from a child process
+                    outcomes[name] = SourceUnavailable(f"{name}: {type(exc).__name__}: {exc}")
                 finished.release()
 
-        for number in range(self.workers):
+        for number in range(min(workers, len(names))):
             threading.Thread(target=work, name=f"read host {number}", daemon=True).start()
-        deadline = time.monotonic() + self.time_limit(timeout)
+        deadline = time.monotonic() + math.ceil(len(names) / workers) * (timeout + GRACE)
         for _ in names:
             if not finished.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 break

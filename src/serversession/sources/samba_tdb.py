@@ -3,87 +3,43 @@
 A TDB is read under its lock. If another process holds that lock forever (a stuck smbd, an
 administrator's ``tdbtool``), Samba's ``tdb`` module blocks inside C with Python's GIL held, so
 no thread can time it out. The read therefore happens in a forked child process, which is
-killed when the time is up; the records come back over a pipe (``marshal``: bytes only).
+killed when the time is up (forked.py).
 """
 
 from __future__ import annotations
 
 import errno
-import marshal
 import os
-import select
-import signal
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
-from .. import errors
 from ..errors import SourceDataError, SourceTimeout, SourceUnavailable
+from . import forked
 
 TDB_MUTEX_LOCKING = 0x1000  # not exported by the tdb module
 
 
 def read_databases(tdb: Any, paths: Sequence[str], timeout: float, what: str) -> list[list[bytes]]:
     """The values of every record of each TDB in ``paths``, read in a child within ``timeout`` s."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: read, send, exit without running the parent's clean-up
-        status = 0
+
+    def read_all() -> list[list[bytes]]:
         try:
-            os.close(reader)
-            try:
-                answer: tuple[str, Any] = ("ok", [read_values(tdb, path) for path in paths])
-            except SourceUnavailable as exc:
-                answer = (type(exc).__name__, str(exc))
-            except BaseException as exc:
-                answer = ("SourceDataError", f"reading {', '.join(paths)} failed: {type(exc).__name__}: {exc}")
-            view = memoryview(marshal.dumps(answer))
-            while view:
-                view = view[os.write(writer, view) :]
-        except BaseException:
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(writer)
-    try:
-        data = _receive(reader, time.monotonic() + timeout)
-    except TimeoutError:
-        _kill(pid)
-        raise SourceTimeout(f"{what} did not answer within {timeout:g} s (a lock on its database is held)") from None
-    finally:
-        os.close(reader)
-    _reap(pid)
-    try:
-        kind, value = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        raise SourceDataError(f"the process reading {what} ended without an answer") from None
-    if kind != "ok":
-        raise getattr(errors, kind, SourceDataError)(value)
-    return value
+            return [read_values(tdb, path) for path in paths]
+        except SourceUnavailable:
+            raise
+        except BaseException as exc:
+            raise SourceDataError(f"reading {', '.join(paths)} failed: {type(exc).__name__}: {exc}") from None
 
-
-def _receive(fd: int, deadline: float) -> bytes:
-    chunks = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            raise TimeoutError
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _kill(pid: int) -> None:
-    with suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    with suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+    (outcome,) = forked.finish([forked.start(read_all)], time.monotonic() + timeout)
+    if isinstance(outcome.error, forked.Late):
+        raise SourceTimeout(f"{what} did not answer within {timeout:g} s (a lock on its database is held)")
+    if isinstance(outcome.error, forked.Lost):
+        raise SourceDataError(f"the process reading {what} ended without an answer")
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.value  # type: ignore[return-value]
 
 
 def read_values(tdb: Any, path: str) -> list[bytes]:
