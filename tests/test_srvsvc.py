@@ -449,7 +449,6 @@ def test_without_impacket_says_what_to_install() -> None:
     code = textwrap.dedent("""
         from serversession.errors import SourceUnavailable
         from serversession.sources import open_source, read_sessions
-from serversession.sources.multi import MultiSource
         try:
             import impacket
         except ImportError:
