@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from impacket.dcerpc.v5 import srvs as impacket_srvs
 from smbprotocol.connection import Connection
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
@@ -504,3 +505,44 @@ def test_serve_in_front_of_several_hosts(boxes, clients, password_file) -> None:
         }
     finally:
         stop(proc)
+
+
+# --- ERROR_MORE_DATA: a stand-in, since no server here sends it ---------------------------------
+
+
+class PagingServer:
+    """A stand-in for a Windows server's NetrSessionEnum that pages its answer with ERROR_MORE_DATA
+    and resume handles. Samba returns every entry at once and Windows cannot run here, so the
+    loop is exercised against this object in place of impacket's ``srvs`` module."""
+
+    NULL = None
+    DCERPCSessionError = impacket_srvs.DCERPCSessionError
+
+    def __init__(self, entries: list[dict], page: int, lose_resume: bool = False) -> None:
+        self.entries, self.page, self.lose_resume = entries, page, lose_resume
+        self.resumes: list[int] = []
+
+    def hNetrSessionEnum(self, dce, client, user, level, resume, preferred):  # impacket's name
+        self.resumes.append(resume)
+        chunk = self.entries[resume : resume + self.page]
+        following = resume + len(chunk)
+        answer = {
+            "InfoStruct": {"SessionInfo": {f"Level{level}": {"Buffer": chunk}}},
+            "ResumeHandle": 0 if self.lose_resume else following,
+        }
+        if following < len(self.entries):
+            raise self.DCERPCSessionError(error_code=234, packet=answer)  # ERROR_MORE_DATA
+        return answer
+
+
+def test_error_more_data_is_followed_with_the_resume_handle() -> None:
+    from serversession.sources.srvsvc import SrvsvcSource
+
+    entries = [{"sesi1_cname": f"\\\\10.0.0.{n}\x00"} for n in range(2500)]
+    server = PagingServer(entries, page=1000)
+    assert SrvsvcSource._all_entries(None, server, 1) == entries
+    assert server.resumes == [0, 1000, 2000]
+    # a server that says "more" without a resume handle: what came is kept, no endless loop
+    stuck = PagingServer(entries, page=1000, lose_resume=True)
+    assert SrvsvcSource._all_entries(None, stuck, 1) == entries[:1000]
+    assert stuck.resumes == [0]
