@@ -358,6 +358,29 @@ def test_a_stuck_host_is_given_up_and_the_others_kept(boxes, processes) -> None:
     assert [(f.host, str(f.error)) for f in multi.failures] == [("stuck", "stuck: did not answer within 2 s")]
 
 
+class DyingSource:
+    """A stand-in host whose read kills the process reading it (as a crash in a C library would)."""
+
+    description = "a host that kills its reader"
+
+    def sessions(self, timeout: float = 10) -> list:
+        os._exit(9)
+
+
+def test_a_reader_process_that_dies_fails_its_hosts_only(boxes) -> None:
+    first, second = boxes
+    hosts = open_source("srvsvc", hosts=[host(first), host(second)], user="admin", password=ADMIN_PASSWORD).sources
+    # two processes: "dying" and the second box share one, the first box has the other
+    multi = MultiSource(
+        {"dying": DyingSource(), label(first): hosts[label(first)], label(second): hosts[label(second)]}, processes=2
+    )
+    found = multi.sessions(timeout=10)
+    assert {r.server for r in found} == {label(first)}
+    assert {f.host: str(f.error) for f in multi.failures} == {
+        name: f"{name}: the process reading it failed: it ended without an answer" for name in ("dying", label(second))
+    }
+
+
 # --- errors a user understands ------------------------------------------------------------------
 
 

@@ -78,10 +78,8 @@ class MultiSource:
             if isinstance(outcome, list):
                 records.extend(outcome)
                 continue
-            if outcome is None:
+            if not isinstance(outcome, ServerSessionError):
                 outcome = SourceTimeout(f"{name}: did not answer within {timeout:g} s")
-            elif not isinstance(outcome, ServerSessionError):
-                outcome = SourceUnavailable(f"{name}: {type(outcome).__name__}: {outcome}")
             failures.append(HostFailure(name, outcome))
         self.failures = failures
         if len(failures) == len(names) == 1:
@@ -101,11 +99,14 @@ class MultiSource:
             forked.start(lambda group=group: self._read_in_threads(group, per_process, timeout)) for group in groups
         ]
         outcomes: dict[str, object] = {}
-        for outcome in forked.finish(children, time.monotonic() + self.time_limit(timeout)):
+        answers = forked.finish(children, time.monotonic() + self.time_limit(timeout))
+        for group, outcome in zip(groups, answers, strict=True):
             if isinstance(outcome.value, dict):
                 outcomes.update(outcome.value)
-            elif outcome.error is not None and not isinstance(outcome.error, forked.Late):
-                log.debug("a process reading hosts failed: %r", outcome.error)
+            elif not isinstance(outcome.error, forked.Late):  # late: its hosts count as timed out
+                reason = "it ended without an answer" if isinstance(outcome.error, forked.Lost) else outcome.error
+                for name in group:
+                    outcomes[name] = SourceUnavailable(f"{name}: the process reading it failed: {reason}")
         return outcomes
 
     def _read_in_threads(self, names: Sequence[str], workers: int, timeout: float) -> dict[str, object]:
