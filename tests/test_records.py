@@ -17,7 +17,20 @@ from serversession.sources import tcp_idle
 from serversession.sources.samba import SambaSource, _import_bindings, load_config
 from serversession.sources.samba_tdb import read_values
 
-LAYOUT = records.layout_for_version("4.17.12-Debian")
+pytestmark = pytest.mark.samba
+
+
+def _installed_layout() -> records.Layout:
+    """The layout of the Samba installed here (the version matrix runs this module on each release)."""
+    _import_bindings()
+    from samba import version
+
+    layout = records.layout_for_version(version)
+    assert layout is not None, f"Samba {version} is older than every known layout"
+    return layout
+
+
+LAYOUT = _installed_layout()
 
 
 @pytest.fixture
@@ -81,12 +94,18 @@ def test_corrupted_real_record_is_skipped_or_a_data_error(
 @pytest.mark.parametrize(
     ("version", "name"),
     [
-        ("4.17.12-Debian", "4.17-4.18"),
-        ("4.18.0", "4.17-4.18"),
+        ("4.13.17-Debian", "4.13-4.14"),
+        ("4.15.13-Ubuntu", "4.15-4.18"),
+        ("4.17.12-Debian", "4.15-4.18"),
+        ("4.18.0", "4.15-4.18"),
         ("4.19.5-Ubuntu", "4.19"),
         ("4.21.3", "4.20-4.22"),
-        ("4.23.0", "4.23+"),
-        ("4.16.9", None),
+        ("4.22.6-Debian-4.22.6+dfsg-0+deb13u1", "4.20-4.22"),
+        ("4.23.0", "4.23-4.24"),
+        ("4.24.5", "4.23-4.24"),
+        ("4.25.0", "4.25"),
+        ("4.31.2", "4.25"),
+        ("4.12.9", None),
         ("3.6.25", None),
         ("5.0.0", None),
         ("garbage", None),

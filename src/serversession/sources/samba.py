@@ -236,7 +236,7 @@ class SambaSource:
         opens = []
         for value in blobs:
             try:
-                opens.append(records.decode_open(value, layout))
+                opens.append(records.decode_open(_open_blob(value, layout), layout))
             except records.RecordFormatError:
                 continue
         if len(opens) < len(blobs):
@@ -305,6 +305,17 @@ class SambaSource:
         return out
 
 
+def _open_blob(value: bytes, layout: records.Layout) -> bytes:
+    """An open record without dbwrap's persistency header, which 4.25+ adds with ``persistent handles``.
+
+    The header (version 1, flags, two zero words) cannot be taken for a record: a record's
+    third word, its union switch, is the record version, never 0 from 4.25 on.
+    """
+    if layout.envelope_version >= 1 and value[8:16] == bytes(8):
+        return records.strip_persistency_header(value)
+    return value
+
+
 def _unpack_auth(ndr: Any, auth: Any, blob: bytes, offset: int) -> Any:
     """Decode the auth_session_info at ``offset`` with Samba's own NDR bindings.
 
@@ -313,7 +324,7 @@ def _unpack_auth(ndr: Any, auth: Any, blob: bytes, offset: int) -> Any:
     """
     pad = offset % 8
     wrapper = b"\x00\x00\x02\x00" + pad.to_bytes(4, "little") + bytes(pad) + blob[offset:]
-    transport = ndr.ndr_unpack(auth.session_info_transport, wrapper, allow_remaining=True)
+    transport = ndr.ndr_unpack(auth.session_info_transport, wrapper)  # the whole rest of the record
     info = transport.session_info
     if info is None:
         raise records.RecordFormatError("session has no authentication record")

@@ -3,13 +3,18 @@
 smbd stores one NDR-encoded ``smbXsrv_session_globalB`` per session in
 ``smbXsrv_session_global.tdb`` and one ``smbXsrv_open_globalB`` per open handle in
 ``smbXsrv_open_global.tdb`` (Samba's ``source3/librpc/idl/smbXsrv.idl``). Samba's Python
-bindings do not export these two types, so the envelope is decoded here by hand; the
-nested ``auth_session_info`` (whose layout changes between releases) is handed to Samba's
-own bindings, which always match the installed smbd.
+bindings do not export these types, so the envelope is decoded here by hand; the nested
+``auth_session_info`` (whose layout changes between releases) is handed to Samba's own
+bindings, which always match the installed smbd.
 
 Hand-written because no library decodes it: impacket's NDR engine would need the same
 per-release layouts written out, and ``ndrdump`` costs a process per record.
-The layouts below follow the IDL of each release; only 4.17 was run here (see docs/samba.md).
+
+Every field of a record is read, in NDR32's rules: a field is aligned to its own size
+relative to the start of the record, except ``NTTIME``, ``udlong`` and structures made only
+of them (``file_id``), which are aligned to 4 (only ``hyper`` is aligned to 8). A record must
+be consumed to its last byte and every field must be within its bounds; anything else is a
+:class:`RecordFormatError`, never a guess.
 """
 
 from __future__ import annotations
@@ -20,46 +25,68 @@ from typing import Any
 
 NTTIME_EPOCH_OFFSET = 11644473600  # seconds between 1601-01-01 and 1970-01-01
 NTTIME_INFINITY = 0x7FFFFFFFFFFFFFFF
+MAX_STRING = 4096  # longest address or machine name accepted (smbd's are far shorter)
+MAX_BLOB = 1 << 16  # longest key or cookie blob accepted
+SIGNING_FLAG_BITS = 0x07  # smbXsrv_signing_flags
+ENCRYPTION_FLAG_BITS = 0x0F  # smbXsrv_encryption_flags
+TRANSPORTS = {0: "unknown", 1: "nbt", 2: "tcp", 3: "quic"}  # SMB_TRANSPORT_TYPE_* (4.23+)
+DBWRAP_TDB_HEADER = struct.Struct("<IIII")  # version, flags, reserved[2]: per-record persistency (4.25+)
 
 
 class RecordFormatError(ValueError):
-    """A record does not match any known layout."""
+    """A record does not match the layout it was decoded with."""
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Which optional fields a Samba release puts in its records (from its smbXsrv.idl)."""
+    """What a range of Samba releases puts in its records (from the smbXsrv.idl of each)."""
 
     name: str
-    session_client_guid: bool  # GUID client_guid in session_global0 (4.20+)
-    channel_transport_type: bool  # uint8 transport_type in channel_global0 (4.23+)
-    open_db_rec: bool  # [ignore] db_rec pointer in open_global0 (up to 4.18)
-    open_session_id: bool  # session_global_id + tcon_global_id in open_global0 (4.23+)
+    first: tuple[int, int]  # first release (major, minor) with this layout
+    envelope_version: int  # 0; 1 from 4.25 (smbXsrv_session_global / _open_global, [ref] union arm)
+    session_algos: bool  # signing_algo, encryption_cipher, application_key pointer (4.15+)
+    session_client_guid: bool  # GUID client_guid in the session record (4.20+)
+    channel_transport_type: bool  # uint8 transport_type in each channel (4.23+)
+    open_db_rec: bool  # [ignore] db_rec pointer in the open record (up to 4.18)
+    open_session_id: bool  # session_global_id, tcon_global_id, create_action in the open record (4.23+)
+    open_file_id: bool  # file_id, name_hash, app_instance_vhigh/vlow, persistent (4.25+)
 
 
 LAYOUTS = (
-    Layout("4.17-4.18", False, False, True, False),
-    Layout("4.19", False, False, False, False),
-    Layout("4.20-4.22", True, False, False, False),
-    Layout("4.23+", True, True, False, True),
+    Layout("4.13-4.14", (4, 13), 0, False, False, False, True, False, False),
+    Layout("4.15-4.18", (4, 15), 0, True, False, False, True, False, False),
+    Layout("4.19", (4, 19), 0, True, False, False, False, False, False),
+    Layout("4.20-4.22", (4, 20), 0, True, True, False, False, False, False),
+    Layout("4.23-4.24", (4, 23), 0, True, True, True, False, True, False),
+    Layout("4.25", (4, 25), 1, True, True, True, False, True, True),
 )
+NEWEST_LAYOUT = LAYOUTS[-1]
+#: The newest release whose records were decoded against a real smbd (scripts/matrix).
+#: A newer one is read with the newest layout only if every record passes the strict checks.
+NEWEST_VERIFIED = (4, 25)
 
 
-def layout_for_version(version: str) -> Layout | None:
-    """The record layout of a Samba version string such as ``4.17.12-Debian``."""
+def parse_version(version: str) -> tuple[int, int] | None:
+    """(major, minor) of a Samba version string such as ``4.17.12-Debian``."""
     try:
         major, minor = (int(p) for p in version.split("-")[0].split(".")[:2])
     except ValueError:
         return None
-    if (major, minor) < (4, 17) or major != 4:
+    return major, minor
+
+
+def layout_for_version(version: str) -> Layout | None:
+    """The record layout of a Samba version string; None if older than the oldest known."""
+    release = parse_version(version)
+    if release is None or release < LAYOUTS[0].first or release[0] != 4:
         return None
-    if minor <= 18:
-        return LAYOUTS[0]
-    if minor == 19:
-        return LAYOUTS[1]
-    if minor <= 22:
-        return LAYOUTS[2]
-    return LAYOUTS[3]
+    return [layout for layout in LAYOUTS if layout.first <= release][-1]
+
+
+def is_verified(version: str) -> bool:
+    """Whether ``version`` is no newer than the newest release run in the version matrix."""
+    release = parse_version(version)
+    return release is not None and release <= NEWEST_VERIFIED
 
 
 def nttime_to_unix(value: int) -> float | None:
@@ -70,57 +97,56 @@ def nttime_to_unix(value: int) -> float | None:
 
 
 _U8, _U16, _U32, _U64 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q"))
-# Fixed runs of fields read in one call (the layouts are naturally aligned, so "<" matches NDR):
-# envelope, then session_global0 from db_rec up to connection_dialect
-_SESSION_HEAD = struct.Struct("<IIIIIIQQQQIIH")
-# channel_global0 from server_id (pid, task_id, vnn, unique_id) up to creation_time
-_CHANNEL_HEAD = struct.Struct("<QIIQQQ")
+_SERVER_ID = struct.Struct("<QIIQ")  # server_id: pid, task_id, vnn, unique_id (8-aligned)
+_SID_HEAD = struct.Struct("<BB6s")  # dom_sid: revision, num_auths, id_auth (big-endian)
 
 
 class _Reader:
-    """Little-endian NDR32 reader with alignment relative to the start of the blob."""
+    """Little-endian NDR32 reader; alignment is relative to the start of the record."""
 
     __slots__ = ("data", "pos")
 
-    def __init__(self, data: bytes, pos: int = 0) -> None:
+    def __init__(self, data: bytes) -> None:
         self.data = data
-        self.pos = pos
+        self.pos = 0
 
     def align(self, n: int) -> None:
         self.pos = (self.pos + n - 1) & ~(n - 1)
 
-    def _take(self, fmt: struct.Struct) -> Any:
-        end = self.pos + fmt.size
+    def _take(self, fmt: struct.Struct, align: int) -> Any:
+        start = (self.pos + align - 1) & ~(align - 1)
+        end = start + fmt.size
         if end > len(self.data):
             raise RecordFormatError("record is truncated")
-        value = fmt.unpack_from(self.data, self.pos)[0]
         self.pos = end
-        return value
+        return fmt.unpack_from(self.data, start)
 
     def u8(self) -> int:
-        return self._take(_U8)
+        return self._take(_U8, 1)[0]
 
     def u16(self) -> int:
-        self.pos = (self.pos + 1) & ~1
-        return self._take(_U16)
+        return self._take(_U16, 2)[0]
 
     def u32(self) -> int:
-        self.pos = (self.pos + 3) & ~3
-        return self._take(_U32)
+        return self._take(_U32, 4)[0]
 
-    def u64(self) -> int:
-        self.pos = (self.pos + 7) & ~7
-        return self._take(_U64)
+    def hyper(self) -> int:
+        return self._take(_U64, 8)[0]
 
-    def fields(self, fmt: struct.Struct) -> tuple[Any, ...]:
-        """Several fields at once, from an 8-byte aligned position."""
-        self.pos = (self.pos + 7) & ~7
-        end = self.pos + fmt.size
-        if end > len(self.data):
-            raise RecordFormatError("record is truncated")
-        values = fmt.unpack_from(self.data, self.pos)
-        self.pos = end
-        return values
+    def nttime(self) -> int:
+        """An NTTIME (udlong): 8 bytes aligned to 4."""
+        return self._take(_U64, 4)[0]
+
+    def boolean8(self) -> bool:
+        value = self.u8()
+        if value > 1:
+            raise RecordFormatError(f"boolean out of range ({value})")
+        return bool(value)
+
+    def null_pointer(self) -> None:
+        """An ``[ignore]`` pointer: always pushed as NULL."""
+        if self.u32() != 0:
+            raise RecordFormatError("an ignored pointer is not NULL")
 
     def skip(self, n: int) -> None:
         if self.pos + n > len(self.data):
@@ -129,55 +155,64 @@ class _Reader:
 
     def blob(self) -> None:
         """Skip a DATA_BLOB (uint32 length, bytes)."""
-        self.skip(self.u32())
+        length = self.u32()
+        if length > MAX_BLOB:
+            raise RecordFormatError(f"implausible blob length {length}")
+        self.skip(length)
 
-    def guid(self) -> None:
+    def guid(self) -> bytes:
         self.align(4)
+        start = self.pos
         self.skip(16)
+        return self.data[start : self.pos]
+
+    def file_id(self) -> None:
+        """A file_id: three udlongs (devid, inode, extid), aligned to 4."""
+        self.align(4)
+        self.skip(24)
 
     def string(self) -> str:
         """A [charset(UTF8),string] char[]: max, offset, actual count, bytes incl. NUL."""
         maximum, offset, actual = self.u32(), self.u32(), self.u32()
-        if offset != 0 or actual > maximum or actual > 4096:
+        if offset != 0 or actual > maximum or actual > MAX_STRING:
             raise RecordFormatError("malformed string")
-        raw = self.data[self.pos : self.pos + actual]
+        start = self.pos
         self.skip(actual)
+        raw = self.data[start : self.pos]
+        if actual and raw[-1] != 0:
+            raise RecordFormatError("string is not NUL-terminated")
         try:
-            return raw.rstrip(b"\0").decode("utf-8")
+            return raw[:-1].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RecordFormatError("string is not UTF-8") from exc
 
     def server_id(self) -> tuple[int, int]:
         """server_id: (pid, unique_id); task_id and vnn are read and dropped."""
-        pid = self.u64()
-        self.u32()
-        self.u32()
-        unique_id = self.u64()
+        pid, _task_id, _vnn, unique_id = self._take(_SERVER_ID, 8)
         return pid, unique_id
 
     def sid(self) -> str:
         """A dom_sid as its S-1-... string."""
-        revision, count = self.u8(), self.u8()
-        if count > 15:
+        revision, count, authority = self._take(_SID_HEAD, 4)
+        if revision != 1 or count > 15:
             raise RecordFormatError("malformed SID")
-        authority = int.from_bytes(self.data[self.pos : self.pos + 6], "big")
-        self.skip(6)
         subs = [self.u32() for _ in range(count)]
-        return "-".join(["S", str(revision), str(authority), *map(str, subs)])
+        return "-".join(["S", "1", str(int.from_bytes(authority, "big")), *map(str, subs)])
 
-    def envelope(self) -> None:
-        """The ``*_globalB`` header: version, seqnum, union switch, info pointer."""
-        version, _seqnum, switch, body = self.u32(), self.u32(), self.u32(), self.u32()
-        _check_envelope(version, switch, body)
+    def envelope(self, layout: Layout) -> None:
+        """The ``*_globalB`` header: version, seqnum, union switch, union arm (pointer)."""
+        version, _seqnum, switch, arm = self.u32(), self.u32(), self.u32(), self.u32()
+        if version != layout.envelope_version:
+            raise RecordFormatError(f"record version {version}, expected {layout.envelope_version}")
+        if switch != version:
+            raise RecordFormatError("union switch does not match the version")
+        if arm == 0:
+            raise RecordFormatError("record has no body")
+        self.align(8)  # the body holds hypers
 
-
-def _check_envelope(version: int, switch: int, body: int) -> None:
-    if version not in (0, 1):
-        raise RecordFormatError(f"unknown record version {version}")
-    if switch != version:
-        raise RecordFormatError("union switch does not match the version")
-    if body == 0:
-        raise RecordFormatError("record has no body")
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise RecordFormatError(f"{len(self.data) - self.pos} bytes left after the record")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +225,12 @@ class ChannelRecord:
     local_address: str
     remote_address: str
     remote_name: str
+    transport: str  # "tcp", or from 4.23 what smbd recorded ("nbt", "quic", ...)
 
 
 @dataclass(frozen=True, slots=True)
 class SessionGlobalRecord:
-    """The fields of one ``smbXsrv_session_global0`` that serversession uses."""
+    """The fields of one ``smbXsrv_session_global`` that serversession uses."""
 
     session_global_id: int
     session_wire_id: int
@@ -210,13 +246,22 @@ class SessionGlobalRecord:
 
 @dataclass(frozen=True, slots=True)
 class OpenGlobalRecord:
-    """The fields of one ``smbXsrv_open_global0`` that serversession uses."""
+    """The fields of one ``smbXsrv_open_global`` that serversession uses."""
 
     server_pid: int
     server_unique_id: int
     session_global_id: int | None  # known from Samba 4.23 on
+    open_global_id: int
     owner_sid: str
-    disconnected: bool
+    open_time: float | None
+    disconnect_time: float | None  # set while a durable handle waits for its client to come back
+    durable: bool
+    persistent: bool  # known from Samba 4.25 on
+
+    @property
+    def disconnected(self) -> bool:
+        """A durable handle whose client is gone: it belongs to no session now."""
+        return self.disconnect_time is not None
 
 
 def strip_watchers(value: bytes) -> bytes:
@@ -230,46 +275,80 @@ def strip_watchers(value: bytes) -> bytes:
     return value[start:]
 
 
+def strip_persistency_header(value: bytes) -> bytes:
+    """Remove dbwrap's per-record persistency header (``persistent handles = yes``, 4.25+)."""
+    if len(value) < DBWRAP_TDB_HEADER.size:
+        raise RecordFormatError("record is shorter than its persistency header")
+    version, flags, reserved0, reserved1 = DBWRAP_TDB_HEADER.unpack_from(value)
+    if version != 1 or flags & ~1 or reserved0 or reserved1:
+        raise RecordFormatError("malformed persistency header")
+    return value[DBWRAP_TDB_HEADER.size :]
+
+
+def _channel(r: _Reader, layout: Layout) -> ChannelRecord:
+    r.align(8)
+    pid, unique_id = r.server_id()
+    r.hyper()  # channel_id
+    created = r.nttime()
+    local, remote, name = r.string(), r.string(), r.string()
+    r.blob()  # signing_key_blob
+    r.null_pointer()  # [ignore] signing_key
+    r.u32()  # auth_session_info_seqnum
+    r.null_pointer()  # [ignore] connection
+    if layout.session_algos:
+        r.u16()  # signing_algo
+    r.u16()  # encryption_cipher
+    transport = "tcp"
+    if layout.channel_transport_type:
+        kind = r.u8()
+        if kind not in TRANSPORTS:
+            raise RecordFormatError(f"unknown transport type {kind}")
+        transport = TRANSPORTS[kind]
+    if not remote.startswith(("ipv4:", "ipv6:")) or not local.startswith(("ipv4:", "ipv6:")):
+        raise RecordFormatError("channel address is not an ipv4:/ipv6: address")
+    return ChannelRecord(pid, unique_id, nttime_to_unix(created), local, remote, name, transport)
+
+
 def decode_session(blob: bytes, layout: Layout) -> SessionGlobalRecord:
-    """Decode an ``smbXsrv_session_globalB`` blob (watch header already removed)."""
+    """Decode an ``smbXsrv_session_globalB`` blob (watch header already removed).
+
+    Everything up to the ``auth_session_info`` referent is read here; the caller decodes
+    that with Samba's bindings from ``auth_offset`` to the end of the blob.
+    """
     r = _Reader(blob)
-    (version, _seqnum, switch, body, _db_rec, session_global_id, session_wire_id, creation, expiration, auth_time,
-     _auth_seqnum, auth_pointer, dialect) = r.fields(_SESSION_HEAD)  # fmt: skip
-    _check_envelope(version, switch, body)
-    has_auth = auth_pointer != 0
+    r.envelope(layout)
+    r.null_pointer()  # [ignore] db_rec
+    session_global_id = r.u32()
+    session_wire_id = r.hyper()
+    creation, expiration, auth_time = r.nttime(), r.nttime(), r.nttime()
+    r.u32()  # auth_session_info_seqnum
+    has_auth = r.u32() != 0
+    dialect = r.u16()
     if layout.session_client_guid:
         r.guid()
     signing_flags = r.u8()
-    r.u16()  # signing_algo
+    if layout.session_algos:
+        r.u16()  # signing_algo
     encryption_flags = r.u8()
-    r.u16()  # encryption_cipher
-    for _ in range(4):  # signing, encryption, decryption, application key blobs
+    if layout.session_algos:
+        r.u16()  # encryption_cipher
+    if signing_flags & ~SIGNING_FLAG_BITS or encryption_flags & ~ENCRYPTION_FLAG_BITS:
+        raise RecordFormatError("unknown signing or encryption flags")
+    for key in range(4):  # signing, encryption, decryption, application key
         r.blob()
-        r.u32()  # [ignore] key pointer
+        if layout.session_algos or key < 3:
+            r.null_pointer()  # [ignore] smb2_signing_key
     num_channels = r.u32()
     if not 1 <= num_channels <= 1024:
         raise RecordFormatError(f"implausible channel count {num_channels}")
-    channels = []
-    for _ in range(num_channels):
-        pid, _task_id, _vnn, unique_id, _channel_id, channel_created = r.fields(_CHANNEL_HEAD)
-        local, remote, name = r.string(), r.string(), r.string()
-        r.blob()  # signing_key_blob
-        r.u32()  # [ignore] signing_key
-        r.u32()  # auth_session_info_seqnum
-        r.u32()  # [ignore] connection
-        r.u16()  # signing_algo
-        r.u16()  # encryption_cipher
-        if layout.channel_transport_type:
-            r.u8()
-        if not remote.startswith(("ipv4:", "ipv6:")):
-            raise RecordFormatError("channel address is not an ipv4:/ipv6: address")
-        channels.append(ChannelRecord(pid, unique_id, nttime_to_unix(channel_created), local, remote, name))
+    channels = tuple(_channel(r, layout) for _ in range(num_channels))
     if has_auth:
         r.align(4)
         auth_offset = r.pos
         if auth_offset >= len(blob):
             raise RecordFormatError("session has no room for its authentication")
     else:
+        r.end()
         auth_offset = -1
     return SessionGlobalRecord(
         session_global_id=session_global_id,
@@ -280,31 +359,55 @@ def decode_session(blob: bytes, layout: Layout) -> SessionGlobalRecord:
         connection_dialect=dialect,
         signing_flags=signing_flags,
         encryption_flags=encryption_flags,
-        channels=tuple(channels),
+        channels=channels,
         auth_offset=auth_offset,
     )
 
 
 def decode_open(blob: bytes, layout: Layout) -> OpenGlobalRecord:
-    """Decode an ``smbXsrv_open_globalB`` blob."""
+    """Decode an ``smbXsrv_open_globalB`` blob (persistency header already removed)."""
     r = _Reader(blob)
-    r.envelope()
-    r.align(8)
+    r.envelope(layout)
     if layout.open_db_rec:
-        r.u32()
+        r.null_pointer()
     pid, unique_id = r.server_id()
     session_global_id = None
     if layout.open_session_id:
-        session_global_id = r.u64()
+        session_global_id = r.hyper()
         r.u32()  # tcon_global_id
-    r.u32()  # open_global_id
-    r.u64()  # open_persistent_id
-    r.u64()  # open_volatile_id
+    open_global_id = r.u32()
+    r.hyper()  # open_persistent_id
+    r.hyper()  # open_volatile_id
+    if layout.open_file_id:
+        r.file_id()
+        r.u32()  # name_hash
     owner = r.sid()
-    r.u64()  # open_time
-    for _ in range(3):  # create_guid, client_guid, app_instance_id
-        r.guid()
+    open_time = r.nttime()
+    r.guid()  # create_guid
+    r.guid()  # client_guid
+    r.guid()  # app_instance_id
+    if layout.open_file_id:
+        r.hyper()  # app_instance_vhigh
+        r.hyper()  # app_instance_vlow
     if layout.open_session_id:
         r.u32()  # create_action
-    disconnect_time = r.u64()
-    return OpenGlobalRecord(pid, unique_id, session_global_id, owner, disconnect_time != 0)
+    disconnect_time = r.nttime()
+    r.u32()  # durable_timeout_msec
+    durable = r.boolean8()
+    persistent = r.boolean8() if layout.open_file_id else False
+    r.blob()  # backend_cookie
+    r.u16()  # channel_sequence
+    r.hyper()  # channel_generation
+    r.skip(64)  # lock_sequence_array
+    r.end()
+    return OpenGlobalRecord(
+        server_pid=pid,
+        server_unique_id=unique_id,
+        session_global_id=session_global_id,
+        open_global_id=open_global_id,
+        owner_sid=owner,
+        open_time=nttime_to_unix(open_time),
+        disconnect_time=nttime_to_unix(disconnect_time),
+        durable=durable,
+        persistent=persistent,
+    )

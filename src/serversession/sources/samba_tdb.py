@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,18 @@ from ..errors import SourceDataError, SourceTimeout, SourceUnavailable
 from . import forked
 
 TDB_MUTEX_LOCKING = 0x1000  # not exported by the tdb module
+RECORD_HEADER_SIZE = 24  # struct tdb_record
+TDB_HEADER_SIZE = 168  # struct tdb_header; the free list head and the hash chain heads follow it
+# tdb_header after its 32-byte magic food: version, hash_size, rwlocks, recovery_start,
+# sequence_number, magic1_hash, magic2_hash, feature_flags, mutex_size
+TDB_HEADER = struct.Struct("<32x9I")
+TDB_FEATURE_FLAG_MUTEX = 0x1
+TDB_MAGIC_FOOD = b"TDB file\n"
+TDB_VERSION = 0x26011967 + 6  # tdb_private.h: TDB_VERSION
+TDB_MAGIC, TDB_DEAD_MAGIC = 0x26011999, 0xFEE1DEAD
+RECORD = struct.Struct("<6I")  # struct tdb_record: next, rec_len, key_len, data_len, full_hash, magic
+MAX_HASH_SIZE = 1 << 24
+MAX_TDB_SIZE = 4 << 30  # 4 GiB: a million sessions take about 4 GB
 
 
 def read_databases(tdb: Any, paths: Sequence[str], timeout: float, what: str) -> list[list[bytes]]:
@@ -43,19 +56,83 @@ def read_databases(tdb: Any, paths: Sequence[str], timeout: float, what: str) ->
 
 
 def read_values(tdb: Any, path: str) -> list[bytes]:
-    """Every record's value of one TDB, read under a read lock of the whole database."""
-    with _read_locked(tdb, path) as db:
-        out = []
-        try:
-            key = db.firstkey()
-            while key is not None:
-                value = db.get(key)
-                if value is not None:
-                    out.append(value)
-                key = db.nextkey(key)
-        except (OSError, RuntimeError) as exc:
-            raise SourceDataError(f"{path} is corrupt: {exc}") from exc
-        return out
+    """Every live record's value of one TDB, read under a read lock of the whole database.
+
+    Samba's ``tdb`` module holds the lock; the records are read from the file by walking its
+    hash chains here, because tdb's own traversal ends quietly at a damaged chain, so that a
+    damaged database would read as a short or empty one. Every step is checked instead: a
+    record that starts or ends past the file, a bad magic number or a chain that loops makes
+    the database "damaged" (SourceDataError). It is also one pass over the file, faster than
+    a call into tdb per record.
+    """
+    with _read_locked(tdb, path), open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_TDB_SIZE:
+            raise SourceDataError(f"{path} is {size} bytes, more than the {MAX_TDB_SIZE} read at most")
+        data = handle.read(size)
+    return walk_records(path, data)
+
+
+def _layout(path: str, data: bytes) -> tuple[int, tuple[int, ...]]:
+    """Where the TDB proper starts in ``data`` (after any mutex area) and its chain heads."""
+    _check_magic(path, data)
+    version, hash_size, _rwlocks, _recovery, _seqnum, _m1, _m2, features, mutex_size = TDB_HEADER.unpack_from(data)
+    if version != TDB_VERSION:
+        raise SourceDataError(f"{path} is not a TDB this machine wrote (version {version:#x})")
+    base = mutex_size if features & TDB_FEATURE_FLAG_MUTEX else 0
+    table = base + TDB_HEADER_SIZE
+    if not 0 < hash_size <= MAX_HASH_SIZE or table + 4 * (hash_size + 1) > len(data):
+        raise SourceDataError(f"{path} is damaged: its hash table is truncated or implausible")
+    heads = struct.unpack_from(f"<{hash_size}I", data, table + 4)  # after the free-list head
+    return base, heads
+
+
+def walk_records(path: str, data: bytes) -> list[bytes]:
+    """The values of the live records in the TDB image ``data``, every chain checked."""
+    base, heads = _layout(path, data)
+    end = len(data) - base  # record offsets count from the TDB's own header
+    seen: set[int] = set()
+    values = []
+    for head in heads:
+        offset = head
+        while offset:
+            if offset in seen:
+                raise SourceDataError(f"{path} is damaged: a record chain loops")
+            if offset + RECORD_HEADER_SIZE > end:
+                raise SourceDataError(f"{path} is damaged: a record chain points past its end (truncated?)")
+            seen.add(offset)
+            following, length, key_length, data_length, _hash, magic = RECORD.unpack_from(data, base + offset)
+            if magic == TDB_MAGIC:
+                if key_length + data_length > length or offset + RECORD_HEADER_SIZE + length > end:
+                    raise SourceDataError(f"{path} is damaged: a record is longer than its room")
+                start = base + offset + RECORD_HEADER_SIZE + key_length
+                values.append(data[start : start + data_length])
+            elif magic != TDB_DEAD_MAGIC:
+                raise SourceDataError(f"{path} is damaged: a record has a bad magic number")
+            offset = following
+    return values
+
+
+def _check_magic(path: str, head: bytes) -> None:
+    if not head.startswith(TDB_MAGIC_FOOD[: len(head)]) or not head:
+        raise SourceDataError(f"{path} is not a TDB file smbd wrote")
+    if len(head) < TDB_HEADER.size:
+        raise SourceDataError(f"{path} is damaged: its TDB header is truncated")
+
+
+def check_header(path: str) -> None:
+    """SourceDataError unless the file holds a TDB header, its mutex area and hash table.
+
+    tdb itself dies of SIGBUS opening a file shorter than its mutex area; this runs first.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(TDB_HEADER.size)
+        _check_magic(path, head)
+        size = os.fstat(handle.fileno()).st_size
+    hash_size, features, mutex_size = (TDB_HEADER.unpack(head)[i] for i in (1, 7, 8))
+    base = mutex_size if features & TDB_FEATURE_FLAG_MUTEX else 0
+    if not 0 < hash_size <= MAX_HASH_SIZE or base + TDB_HEADER_SIZE + 4 * (hash_size + 1) > size:
+        raise SourceDataError(f"{path} is damaged: its hash table is truncated or implausible")
 
 
 @contextmanager
@@ -63,6 +140,7 @@ def _read_locked(tdb: Any, path: str) -> Iterator[Any]:
     if not os.path.exists(path):
         raise SourceUnavailable(f"{path} does not exist; is this smbd's lock directory?")
     try:
+        check_header(path)
         db = _open_tdb(tdb, path)
     except PermissionError:
         raise SourceUnavailable(f"permission denied reading {path}; run as root") from None
