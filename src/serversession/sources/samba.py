@@ -176,7 +176,9 @@ class SambaSource:
         smbd_pid(config)
         layout = records.layout_for_version(config.samba_version)
         if layout is None:
-            raise SourceUnavailable(f"Samba {config.samba_version} is not supported (4.17 or newer is)")
+            raise SourceUnavailable(
+                f"Samba {config.samba_version} is not supported ({records.LAYOUTS[0].name} or newer is)"
+            )
         lock = config.lock_directory
         session_blobs, open_blobs = samba_tdb.read_databases(
             tdb,
@@ -185,15 +187,40 @@ class SambaSource:
             self.description,
         )
         now = time.time()
-        sessions = self._decode_sessions(session_blobs, layout, ndr, auth, config)
-        opens = self._decode_opens(open_blobs, layout)
+        # A release that was not run in the version matrix is trusted only while every one of
+        # its records passes the strict checks; otherwise smbstatus reads it (see _fall_back).
+        strict = not records.is_verified(config.samba_version)
+        try:
+            sessions = self._decode_sessions(session_blobs, layout, ndr, auth, config, strict)
+            opens = self._decode_opens(open_blobs, layout, strict)
+        except records.RecordFormatError as exc:
+            return self._fall_back(config, layout, exc, timeout)
         ports = {_endpoint(ch.local_address)[1] for s, _ in sessions for ch in s.channels}
         idle = tcp_idle.idle_milliseconds(ports) if ports else {}
         return self._records(sessions, opens, idle, config, now)
 
+    def _fall_back(
+        self, config: SambaConfig, layout: records.Layout, error: Exception, timeout: float
+    ) -> list[SessionRecord]:
+        """Sessions through ``smbstatus --json``, for a release whose records are not what was expected."""
+        from .samba_smbstatus import LOST, read_smbstatus
+
+        self._warn(
+            f"Samba {config.samba_version} was not verified and its records do not match the layout of "
+            f"{layout.name} ({error}); read through smbstatus --json instead, which loses {LOST}"
+        )
+        return read_smbstatus(config.path, timeout)
+
     def _decode_sessions(
-        self, blobs: list[bytes], layout: records.Layout, ndr: Any, auth: Any, config: SambaConfig
+        self,
+        blobs: list[bytes],
+        layout: records.Layout,
+        ndr: Any,
+        auth: Any,
+        config: SambaConfig,
+        strict: bool = False,
     ) -> list[tuple[records.SessionGlobalRecord, Any]]:
+        """Decoded sessions of live smbd processes; a strict read raises RecordFormatError on any failure."""
         decoded = []
         failures = 0
         alive: dict[int, bool] = {}
@@ -221,6 +248,8 @@ class SambaSource:
             decoded.append((session, info))
         if failures:
             message = f"{failures} of {len(blobs)} session records of Samba {config.samba_version} could not be decoded"
+            if strict:
+                raise records.RecordFormatError(f"{message}: {last_error}")
             if not decoded:
                 raise SourceDataError(f"{message}: {last_error}")
             self._warn(message)
@@ -231,13 +260,20 @@ class SambaSource:
         self.warnings.append(message)
         log.warning("%s: %s", self.description, message)
 
-    def _decode_opens(self, blobs: list[bytes], layout: records.Layout) -> list[records.OpenGlobalRecord] | None:
-        """The open-file records; None (counts unknown) if there are some and none decodes."""
+    def _decode_opens(
+        self, blobs: list[bytes], layout: records.Layout, strict: bool = False
+    ) -> list[records.OpenGlobalRecord] | None:
+        """The open-file records; None (counts unknown) if there are some and none decodes.
+
+        A strict read raises RecordFormatError on the first record that does not decode.
+        """
         opens = []
         for value in blobs:
             try:
                 opens.append(records.decode_open(_open_blob(value, layout), layout))
-            except records.RecordFormatError:
+            except records.RecordFormatError as exc:
+                if strict:
+                    raise records.RecordFormatError(f"an open-file record could not be decoded: {exc}") from None
                 continue
         if len(opens) < len(blobs):
             unknown = " (ResourcesOpened unknown)" if not opens else ""
@@ -296,7 +332,7 @@ class SambaSource:
                     opens=count,
                     user_flags=SESS_GUEST if guest else 0,
                     client_type=dialect,
-                    transport="tcp:" + _format_endpoint(_endpoint(first.local_address)),
+                    transport=f"{first.transport}:{_format_endpoint(_endpoint(first.local_address))}",
                     status="Degraded" if expired else "OK",
                     client_address=remote,
                     detail=f"smbd pid {first.server_pid}",

@@ -50,11 +50,12 @@ class Layout:
     open_db_rec: bool  # [ignore] db_rec pointer in the open record (up to 4.18)
     open_session_id: bool  # session_global_id, tcon_global_id, create_action in the open record (4.23+)
     open_file_id: bool  # file_id, name_hash, app_instance_vhigh/vlow, persistent (4.25+)
+    verified: bool = False  # decoded against a real smbd of this range in the version matrix
 
 
 LAYOUTS = (
     Layout("4.13-4.14", (4, 13), 0, False, False, False, True, False, False),
-    Layout("4.15-4.18", (4, 15), 0, True, False, False, True, False, False),
+    Layout("4.15-4.18", (4, 15), 0, True, False, False, True, False, False, verified=True),  # 4.17 (bookworm)
     Layout("4.19", (4, 19), 0, True, False, False, False, False, False),
     Layout("4.20-4.22", (4, 20), 0, True, True, False, False, False, False),
     Layout("4.23-4.24", (4, 23), 0, True, True, True, False, True, False),
@@ -84,9 +85,10 @@ def layout_for_version(version: str) -> Layout | None:
 
 
 def is_verified(version: str) -> bool:
-    """Whether ``version`` is no newer than the newest release run in the version matrix."""
-    release = parse_version(version)
-    return release is not None and release <= NEWEST_VERIFIED
+    """Whether the records of ``version`` were decoded against a real smbd of its layout's range
+    (scripts/matrix), and it is no newer than the newest release run there."""
+    release, layout = parse_version(version), layout_for_version(version)
+    return release is not None and layout is not None and layout.verified and release <= NEWEST_VERIFIED
 
 
 def nttime_to_unix(value: int) -> float | None:
