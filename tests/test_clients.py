@@ -5,7 +5,7 @@ that vanishes and reclaims its durable handles, SMB1 (NT1) from smbclient, a Net
 request, encryption and signing, guests, IPv6, several sessions on one connection, and one
 session over two connections (multichannel).
 
-The reference is ``smbstatus --json`` (Samba 4.16 and later) of the same Samba, run with the
+The reference is ``smbstatus --json`` (Samba 4.17 and later) of the same Samba, run with the
 sandbox's environment (nss_wrapper); the JSON keys read here are the same from 4.17 to 4.25
 (``channels`` of a session appear in 4.20 and are compared where present).
 """

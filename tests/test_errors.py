@@ -16,6 +16,8 @@ from serversession.errors import InvalidInput, SourceTimeout, SourceUnavailable
 from serversession.sandbox import Sandbox
 from serversession.sources import call_with_timeout, open_source, read_sessions
 
+pytestmark = pytest.mark.samba
+
 
 def assert_clean_failure(result: subprocess.CompletedProcess[str], code: int, *phrases: str) -> None:
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)

@@ -20,6 +20,8 @@ import pytest
 from conftest import REPO
 from serversession.sandbox import free_port
 
+pytestmark = pytest.mark.samba
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = 65534
 

@@ -13,6 +13,8 @@ from conftest import run_cli, wait_for
 from serversession.errors import NotFound
 from serversession.wql import WQLError
 
+pytestmark = pytest.mark.samba
+
 
 @pytest.fixture
 def busy_and_idle(sandbox, connect):

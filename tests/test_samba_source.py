@@ -13,6 +13,8 @@ import serversession
 from conftest import run_cli, wait_for
 from serversession.sources import open_source, read_sessions
 
+pytestmark = pytest.mark.samba
+
 
 def by_user(sandbox, user):
     return [s for s in serversession.sessions(smb_conf=sandbox.conf_path) if s.UserName == user]

@@ -16,19 +16,20 @@ import stat
 import sys
 import sysconfig
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from ..errors import SourceDataError, SourceUnavailable
 from . import samba_records as records
-from . import samba_tdb, tcp_idle
+from . import samba_tdb, smbd_connections, tcp_idle
 from .base import DEFAULT_TIMEOUT, SESS_GUEST, SessionRecord
 
 SAMBA_PYTHON_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3/site-packages")
 log = logging.getLogger(__name__)
 ANONYMOUS_SID = "S-1-5-7"
+REPLAY_CACHE_KEY_SIZE = 32  # key of smbd's durable-handle replay cache in the open database (4.25+)
 BUILTIN_GUESTS_SID = "S-1-5-32-546"
 DIALECTS = {
     0x0000: "NT1",
@@ -88,6 +89,8 @@ class SambaConfig:
     pid_directory: str
     guest_account: str
     samba_version: str
+    share_paths: tuple[str, ...] = ()  # the disk shares' paths, for the open-file cross-check
+    own_directories: tuple[str, ...] = ()  # Samba's own directories (lock, state, log ...)
 
 
 def load_config(path: str | None, param: Any) -> SambaConfig:
@@ -118,6 +121,8 @@ def load_config(path: str | None, param: Any) -> SambaConfig:
         pid_directory=lp.get("pid directory"),
         guest_account=lp.get("guest account") or "nobody",
         samba_version=samba_version,
+        share_paths=tuple(smbd_connections.share_paths(lp)),
+        own_directories=tuple(smbd_connections.own_directories(lp)),
     )
 
 
@@ -173,18 +178,20 @@ class SambaSource:
         tdb, param, ndr, auth = _import_bindings()
         config = load_config(self.smb_conf, param)
         self.description = f"Samba ({config.path})"
-        smbd_pid(config)
+        main_pid = smbd_pid(config)
         layout = records.layout_for_version(config.samba_version)
         if layout is None:
             raise SourceUnavailable(
                 f"Samba {config.samba_version} is not supported ({records.LAYOUTS[0].name} or newer is)"
             )
         lock = config.lock_directory
+        processes = smbd_connections.smbd_processes(main_pid, config.share_paths, config.own_directories)
         session_blobs, open_blobs = samba_tdb.read_databases(
             tdb,
             (os.path.join(lock, "smbXsrv_session_global.tdb"), os.path.join(lock, "smbXsrv_open_global.tdb")),
             timeout,
             self.description,
+            skip_key_size=REPLAY_CACHE_KEY_SIZE,
         )
         now = time.time()
         # A release that was not run in the version matrix is trusted only while every one of
@@ -196,8 +203,46 @@ class SambaSource:
         except records.RecordFormatError as exc:
             return self._fall_back(config, layout, exc, timeout)
         ports = {_endpoint(ch.local_address)[1] for s, _ in sessions for ch in s.channels}
-        idle = tcp_idle.idle_milliseconds(ports) if ports else {}
+        if processes and main_pid in processes:
+            ports |= smbd_connections.listening_ports(processes[main_pid])
+        sockets = tcp_idle.tcp_sockets(ports) if ports else {}
+        idle = {key: info[0] for key, info in sockets.items() if info[0] is not None}
+        self._cross_check(main_pid, config, processes, ports, sockets, sessions, opens)
         return self._records(sessions, opens, idle, config, now)
+
+    def _cross_check(
+        self,
+        main_pid: int,
+        config: SambaConfig,
+        processes: dict[int, smbd_connections.SmbdProcess] | None,
+        ports: set[int],
+        sockets: dict[tcp_idle.ConnectionKey, tcp_idle.SocketInfo],
+        sessions: list[tuple[records.SessionGlobalRecord, Any]],
+        opens: list[records.OpenGlobalRecord] | None,
+    ) -> None:
+        """Warn when the kernel sees what the databases do not (sources/smbd_connections.py).
+
+        Connections older than a few seconds without a session, or smbd processes holding
+        files of the shares open without a record of them, mean a database that lost records.
+        Skipped when smbd's file descriptors cannot be read (not root).
+        """
+        if processes is None:
+            return
+        connections = smbd_connections.smbd_client_connections(main_pid, ports, processes, sockets)
+        channels = [
+            (_endpoint(ch.local_address), _endpoint(ch.remote_address)) for s, _ in sessions for ch in s.channels
+        ]
+        warning = smbd_connections.check_sessions(connections, channels)
+        if warning:
+            self._warn(warning)
+        if opens is None:
+            return
+        by_pid = Counter(op.server_pid for op in opens if not op.disconnected)
+        if smbd_connections.check_opens(processes, by_pid) is not None:  # files held before the read ...
+            again = smbd_connections.smbd_processes(main_pid, config.share_paths, config.own_directories)
+            warning = smbd_connections.check_opens(processes, by_pid, again)  # ... and still after it
+            if warning:
+                self._warn(warning)
 
     def _fall_back(
         self, config: SambaConfig, layout: records.Layout, error: Exception, timeout: float

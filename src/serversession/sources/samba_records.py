@@ -57,9 +57,9 @@ LAYOUTS = (
     Layout("4.13-4.14", (4, 13), 0, False, False, False, True, False, False),
     Layout("4.15-4.18", (4, 15), 0, True, False, False, True, False, False, verified=True),  # 4.17 (bookworm)
     Layout("4.19", (4, 19), 0, True, False, False, False, False, False),
-    Layout("4.20-4.22", (4, 20), 0, True, True, False, False, False, False),
+    Layout("4.20-4.22", (4, 20), 0, True, True, False, False, False, False, verified=True),  # 4.22 (trixie)
     Layout("4.23-4.24", (4, 23), 0, True, True, True, False, True, False),
-    Layout("4.25", (4, 25), 1, True, True, True, False, True, True),
+    Layout("4.25", (4, 25), 1, True, True, True, False, True, True, verified=True),  # 4.25 (sid)
 )
 NEWEST_LAYOUT = LAYOUTS[-1]
 #: The newest release whose records were decoded against a real smbd (scripts/matrix).

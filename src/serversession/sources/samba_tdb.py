@@ -34,12 +34,17 @@ MAX_HASH_SIZE = 1 << 24
 MAX_TDB_SIZE = 4 << 30  # 4 GiB: a million sessions take about 4 GB
 
 
-def read_databases(tdb: Any, paths: Sequence[str], timeout: float, what: str) -> list[list[bytes]]:
-    """The values of every record of each TDB in ``paths``, read in a child within ``timeout`` s."""
+def read_databases(
+    tdb: Any, paths: Sequence[str], timeout: float, what: str, skip_key_size: int | None = None
+) -> list[list[bytes]]:
+    """The values of every record of each TDB in ``paths``, read in a child within ``timeout`` s.
+
+    With ``skip_key_size``, not the records whose key has that many bytes (see :func:`walk_records`).
+    """
 
     def read_all() -> list[list[bytes]]:
         try:
-            return [read_values(tdb, path) for path in paths]
+            return [read_values(tdb, path, skip_key_size) for path in paths]
         except SourceUnavailable:
             raise
         except BaseException as exc:
@@ -55,7 +60,7 @@ def read_databases(tdb: Any, paths: Sequence[str], timeout: float, what: str) ->
     return outcome.value  # type: ignore[return-value]
 
 
-def read_values(tdb: Any, path: str) -> list[bytes]:
+def read_values(tdb: Any, path: str, skip_key_size: int | None = None) -> list[bytes]:
     """Every live record's value of one TDB, read under a read lock of the whole database.
 
     Samba's ``tdb`` module holds the lock; the records are read from the file by walking its
@@ -70,7 +75,7 @@ def read_values(tdb: Any, path: str) -> list[bytes]:
         if size > MAX_TDB_SIZE:
             raise SourceDataError(f"{path} is {size} bytes, more than the {MAX_TDB_SIZE} read at most")
         data = handle.read(size)
-    return walk_records(path, data)
+    return walk_records(path, data, skip_key_size)
 
 
 def _layout(path: str, data: bytes) -> tuple[int, tuple[int, ...]]:
@@ -87,8 +92,13 @@ def _layout(path: str, data: bytes) -> tuple[int, tuple[int, ...]]:
     return base, heads
 
 
-def walk_records(path: str, data: bytes) -> list[bytes]:
-    """The values of the live records in the TDB image ``data``, every chain checked."""
+def walk_records(path: str, data: bytes, skip_key_size: int | None = None) -> list[bytes]:
+    """The values of the live records in the TDB image ``data``, every chain checked.
+
+    ``skip_key_size`` leaves out the records whose key is that long: from 4.25 smbd keeps its
+    durable-handle replay cache (a client and a create GUID, 32 bytes, to a 4-byte global id)
+    in the same database as its open records, which are keyed by the 4-byte global id.
+    """
     base, heads = _layout(path, data)
     end = len(data) - base  # record offsets count from the TDB's own header
     seen: set[int] = set()
@@ -105,8 +115,9 @@ def walk_records(path: str, data: bytes) -> list[bytes]:
             if magic == TDB_MAGIC:
                 if key_length + data_length > length or offset + RECORD_HEADER_SIZE + length > end:
                     raise SourceDataError(f"{path} is damaged: a record is longer than its room")
-                start = base + offset + RECORD_HEADER_SIZE + key_length
-                values.append(data[start : start + data_length])
+                if key_length != skip_key_size:
+                    start = base + offset + RECORD_HEADER_SIZE + key_length
+                    values.append(data[start : start + data_length])
             elif magic != TDB_DEAD_MAGIC:
                 raise SourceDataError(f"{path} is damaged: a record has a bad magic number")
             offset = following
