@@ -7,9 +7,15 @@
 >>> serversession.get('Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"')
 """
 
-from .api import get, query, sessions
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .errors import InvalidInput, NotFound, ServerSessionError, SourceDataError, SourceTimeout, SourceUnavailable
-from .model import CIMObject
+
+if TYPE_CHECKING:
+    from .api import get, query, sessions
+    from .model import CIMObject
 
 __version__ = "0.1.0"
 
@@ -25,3 +31,21 @@ __all__ = [
     "query",
     "sessions",
 ]
+
+
+# The API and the model are imported on first use (PEP 562), so that ``python -m serversession``
+# and ``serversession.cli`` load only what the command they run needs.
+def __getattr__(name: str) -> Any:
+    if name in ("get", "query", "sessions"):
+        from . import api as module
+    elif name == "CIMObject":
+        from . import model as module  # type: ignore[no-redef]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,16 +7,17 @@ and typed after the CIM properties), so the code never repeats the schema.
 from __future__ import annotations
 
 import dataclasses
-import socket
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..sources.base import SESS_GUEST, SESS_NOENCRYPTION, SessionRecord
-from .objectpath import ObjectPath, format_path
 from .schema import NAMESPACE, load_schema
+
+if TYPE_CHECKING:  # object paths are imported when one is asked for: ``list`` needs none
+    from .objectpath import ObjectPath
 
 SERVER_SESSION = "Win32_ServerSession"
 UINT32_MAX = 2**32 - 1
@@ -30,6 +31,8 @@ SYSTEM_PROPERTIES = (
 @cache
 def local_server_name() -> str:
     """This machine's name as WMI reports it in ``__SERVER``: the short host name, upper case."""
+    import socket
+
     return socket.gethostname().split(".")[0].upper()
 
 
@@ -59,6 +62,8 @@ class CIMObject:
     @property
     def object_path(self) -> ObjectPath:
         """The instance's :class:`ObjectPath`; with host and namespace when read from another server."""
+        from .objectpath import ObjectPath
+
         cls = load_schema().get(self.classname)
         keys = tuple((k, getattr(self, k)) for k in cls.keys)
         if self.server:
@@ -69,10 +74,14 @@ class CIMObject:
     def path(self) -> str:
         r"""The WMI object path: ``Win32_ServerSession.ComputerName="x",UserName="y"``, relative for
         this machine, ``\\SERVER\root\cimv2:...`` for an instance read from another server."""
+        from .objectpath import format_path
+
         return format_path(self.object_path)
 
     def system_properties(self) -> dict[str, Any]:
         """WMI's system properties (``__CLASS``, ``__PATH``, ...) of this instance."""
+        from .objectpath import ObjectPath, format_path
+
         cls = load_schema().get(self.classname)
         chain = load_schema().superclasses(cls.name)
         server = self.server or local_server_name()

@@ -19,9 +19,13 @@ be consumed to its last byte and every field must be within its bounds; anything
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 NTTIME_EPOCH_OFFSET = 11644473600  # seconds between 1601-01-01 and 1970-01-01
 NTTIME_INFINITY = 0x7FFFFFFFFFFFFFFF
@@ -101,6 +105,15 @@ def nttime_to_unix(value: int) -> float | None:
 _U8, _U16, _U32, _U64 = (struct.Struct(f) for f in ("<B", "<H", "<I", "<Q"))
 _SERVER_ID = struct.Struct("<QIIQ")  # server_id: pid, task_id, vnn, unique_id (8-aligned)
 _SID_HEAD = struct.Struct("<BB6s")  # dom_sid: revision, num_auths, id_auth (big-endian)
+_U32_3 = struct.Struct("<III")
+# Fixed runs read in one call, each starting 8-aligned, every member at its natural alignment
+# (an NTTIME there is where NDR's 4-alignment would put it too):
+_ENVELOPE = struct.Struct("<IIII")  # version, seqnum, union switch, union arm
+# envelope, then the session body up to connection_dialect: db_rec, session_global_id,
+# session_wire_id, creation/expiration/auth time, auth_session_info_seqnum and pointer, dialect
+_SESSION_HEAD = struct.Struct("<IIIIIIQQQQIIH")
+# channel: server_id (pid, task_id, vnn, unique_id), channel_id, creation_time
+_CHANNEL_HEAD = struct.Struct("<QIIQQQ")
 
 
 class _Reader:
@@ -115,22 +128,26 @@ class _Reader:
     def align(self, n: int) -> None:
         self.pos = (self.pos + n - 1) & ~(n - 1)
 
+    # Reads past the end raise struct.error, which the decoders turn into RecordFormatError.
     def _take(self, fmt: struct.Struct, align: int) -> Any:
         start = (self.pos + align - 1) & ~(align - 1)
-        end = start + fmt.size
-        if end > len(self.data):
-            raise RecordFormatError("record is truncated")
-        self.pos = end
+        self.pos = start + fmt.size
         return fmt.unpack_from(self.data, start)
 
     def u8(self) -> int:
-        return self._take(_U8, 1)[0]
+        pos = self.pos
+        self.pos = pos + 1
+        return _U8.unpack_from(self.data, pos)[0]
 
     def u16(self) -> int:
-        return self._take(_U16, 2)[0]
+        pos = (self.pos + 1) & ~1
+        self.pos = pos + 2
+        return _U16.unpack_from(self.data, pos)[0]
 
     def u32(self) -> int:
-        return self._take(_U32, 4)[0]
+        pos = (self.pos + 3) & ~3
+        self.pos = pos + 4
+        return _U32.unpack_from(self.data, pos)[0]
 
     def hyper(self) -> int:
         return self._take(_U64, 8)[0]
@@ -175,7 +192,7 @@ class _Reader:
 
     def string(self) -> str:
         """A [charset(UTF8),string] char[]: max, offset, actual count, bytes incl. NUL."""
-        maximum, offset, actual = self.u32(), self.u32(), self.u32()
+        maximum, offset, actual = self._take(_U32_3, 4)
         if offset != 0 or actual > maximum or actual > MAX_STRING:
             raise RecordFormatError("malformed string")
         start = self.pos
@@ -203,18 +220,25 @@ class _Reader:
 
     def envelope(self, layout: Layout) -> None:
         """The ``*_globalB`` header: version, seqnum, union switch, union arm (pointer)."""
-        version, _seqnum, switch, arm = self.u32(), self.u32(), self.u32(), self.u32()
-        if version != layout.envelope_version:
-            raise RecordFormatError(f"record version {version}, expected {layout.envelope_version}")
-        if switch != version:
-            raise RecordFormatError("union switch does not match the version")
-        if arm == 0:
-            raise RecordFormatError("record has no body")
-        self.align(8)  # the body holds hypers
+        version, _seqnum, switch, arm = self.fixed(_ENVELOPE)
+        _check_envelope(version, switch, arm, layout)
+
+    def fixed(self, fmt: struct.Struct) -> tuple[Any, ...]:
+        """A run of fields that starts 8-aligned and whose members are naturally aligned."""
+        return self._take(fmt, 8)
 
     def end(self) -> None:
         if self.pos != len(self.data):
             raise RecordFormatError(f"{len(self.data) - self.pos} bytes left after the record")
+
+
+def _check_envelope(version: int, switch: int, arm: int, layout: Layout) -> None:
+    if version != layout.envelope_version:
+        raise RecordFormatError(f"record version {version}, expected {layout.envelope_version}")
+    if switch != version:
+        raise RecordFormatError("union switch does not match the version")
+    if arm == 0:
+        raise RecordFormatError("record has no body")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,15 +312,12 @@ def strip_persistency_header(value: bytes) -> bytes:
 
 
 def _channel(r: _Reader, layout: Layout) -> ChannelRecord:
-    r.align(8)
-    pid, unique_id = r.server_id()
-    r.hyper()  # channel_id
-    created = r.nttime()
+    pid, _task_id, _vnn, unique_id, _channel_id, created = r.fixed(_CHANNEL_HEAD)
     local, remote, name = r.string(), r.string(), r.string()
     r.blob()  # signing_key_blob
-    r.null_pointer()  # [ignore] signing_key
-    r.u32()  # auth_session_info_seqnum
-    r.null_pointer()  # [ignore] connection
+    _signing_key, _seqnum, _connection = r._take(_U32_3, 4)  # signing_key, auth seqnum, connection
+    if _signing_key or _connection:
+        raise RecordFormatError("an ignored pointer is not NULL")
     if layout.session_algos:
         r.u16()  # signing_algo
     r.u16()  # encryption_cipher
@@ -311,6 +332,18 @@ def _channel(r: _Reader, layout: Layout) -> ChannelRecord:
     return ChannelRecord(pid, unique_id, nttime_to_unix(created), local, remote, name, transport)
 
 
+def _truncation_is_a_format_error(decode: Callable[[bytes, Layout], T]) -> Callable[[bytes, Layout], T]:
+    @functools.wraps(decode)
+    def checked(blob: bytes, layout: Layout) -> T:
+        try:
+            return decode(blob, layout)
+        except struct.error:
+            raise RecordFormatError("record is truncated") from None
+
+    return checked
+
+
+@_truncation_is_a_format_error
 def decode_session(blob: bytes, layout: Layout) -> SessionGlobalRecord:
     """Decode an ``smbXsrv_session_globalB`` blob (watch header already removed).
 
@@ -318,14 +351,12 @@ def decode_session(blob: bytes, layout: Layout) -> SessionGlobalRecord:
     that with Samba's bindings from ``auth_offset`` to the end of the blob.
     """
     r = _Reader(blob)
-    r.envelope(layout)
-    r.null_pointer()  # [ignore] db_rec
-    session_global_id = r.u32()
-    session_wire_id = r.hyper()
-    creation, expiration, auth_time = r.nttime(), r.nttime(), r.nttime()
-    r.u32()  # auth_session_info_seqnum
-    has_auth = r.u32() != 0
-    dialect = r.u16()
+    (version, _seqnum, switch, arm, db_rec, session_global_id, session_wire_id, creation, expiration, auth_time,
+     _auth_seqnum, auth_pointer, dialect) = r.fixed(_SESSION_HEAD)  # fmt: skip
+    _check_envelope(version, switch, arm, layout)
+    if db_rec:
+        raise RecordFormatError("an ignored pointer is not NULL")
+    has_auth = auth_pointer != 0
     if layout.session_client_guid:
         r.guid()
     signing_flags = r.u8()
@@ -366,6 +397,7 @@ def decode_session(blob: bytes, layout: Layout) -> SessionGlobalRecord:
     )
 
 
+@_truncation_is_a_format_error
 def decode_open(blob: bytes, layout: Layout) -> OpenGlobalRecord:
     """Decode an ``smbXsrv_open_globalB`` blob (persistency header already removed)."""
     r = _Reader(blob)

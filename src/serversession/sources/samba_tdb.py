@@ -40,11 +40,13 @@ def read_databases(
     """The values of every record of each TDB in ``paths``, read in a child within ``timeout`` s.
 
     With ``skip_key_size``, not the records whose key has that many bytes (see :func:`walk_records`).
+    The child sends back each file's image, read under the lock, and the records are walked
+    here: one large bytes object crosses the pipe faster than thousands of small ones.
     """
 
-    def read_all() -> list[list[bytes]]:
+    def read_all() -> list[bytes]:
         try:
-            return [read_values(tdb, path, skip_key_size) for path in paths]
+            return [read_image(tdb, path) for path in paths]
         except SourceUnavailable:
             raise
         except BaseException as exc:
@@ -57,7 +59,8 @@ def read_databases(
         raise SourceDataError(f"the process reading {what} ended without an answer")
     if outcome.error is not None:
         raise outcome.error
-    return outcome.value  # type: ignore[return-value]
+    images: list[bytes] = outcome.value  # type: ignore[assignment]
+    return [walk_records(path, image, skip_key_size) for path, image in zip(paths, images, strict=True)]
 
 
 def read_values(tdb: Any, path: str, skip_key_size: int | None = None) -> list[bytes]:
@@ -70,12 +73,16 @@ def read_values(tdb: Any, path: str, skip_key_size: int | None = None) -> list[b
     the database "damaged" (SourceDataError). It is also one pass over the file, faster than
     a call into tdb per record.
     """
+    return walk_records(path, read_image(tdb, path), skip_key_size)
+
+
+def read_image(tdb: Any, path: str) -> bytes:
+    """The bytes of the TDB file ``path``, read under a read lock of the whole database."""
     with _read_locked(tdb, path), open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size > MAX_TDB_SIZE:
             raise SourceDataError(f"{path} is {size} bytes, more than the {MAX_TDB_SIZE} read at most")
-        data = handle.read(size)
-    return walk_records(path, data, skip_key_size)
+        return handle.read(size)
 
 
 def _layout(path: str, data: bytes) -> tuple[int, tuple[int, ...]]:
