@@ -139,3 +139,13 @@ def test_list_on_a_damaged_live_database_fails_clearly(damaged_box: Sandbox, ima
     assert "damaged" in result.stderr and "loops" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_records_cut_out_of_their_chains_are_noticed(image: bytes) -> None:
+    """A chain head set to 0 leaves its records unreachable; the walk of the data area finds them."""
+    base, chains = _geometry(image)
+    damaged = image
+    for chain, _ in chains[:2]:
+        damaged = _poke(damaged, base + samba_tdb.TDB_HEADER_SIZE + 4 + 4 * chain, 0)
+    with pytest.raises(SourceDataError, match="hash chains reach"):
+        samba_tdb.walk_records("db", damaged)

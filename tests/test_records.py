@@ -107,7 +107,7 @@ def test_corrupted_real_record_is_skipped_or_a_data_error(
         ("4.31.2", "4.25"),
         ("4.12.9", None),
         ("3.6.25", None),
-        ("5.0.0", None),
+        ("5.0.0", "4.25"),
         ("garbage", None),
     ],
 )

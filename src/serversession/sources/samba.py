@@ -18,7 +18,6 @@ import sysconfig
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from ..errors import SourceDataError, SourceUnavailable
@@ -29,7 +28,7 @@ from .base import DEFAULT_TIMEOUT, SESS_GUEST, SessionRecord
 SAMBA_PYTHON_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3/site-packages")
 log = logging.getLogger(__name__)
 ANONYMOUS_SID = "S-1-5-7"
-REPLAY_CACHE_KEY_SIZE = 32  # key of smbd's durable-handle replay cache in the open database (4.25+)
+REPLAY_CACHE_KEY_SIZE = 32  # key of smbd's durable-handle replay cache in the open database (4.23+)
 BUILTIN_GUESTS_SID = "S-1-5-32-546"
 DIALECTS = {
     0x0000: "NT1",
@@ -152,17 +151,28 @@ def smbd_pid(config: SambaConfig) -> int:
     return pid
 
 
-@lru_cache(maxsize=4096)  # thousands of sessions share a few connections and addresses
-def _endpoint(address: str) -> tuple[str, int]:
-    """``ipv4:1.2.3.4:445`` or ``ipv6:fe80::1:445`` to (normalized ip, port)."""
-    _, _, rest = address.partition(":")
-    host, _, port = rest.rpartition(":")
-    return tcp_idle.normalize_ip(host), int(port)
+_endpoint = records.parse_address  # smbd's "ipv4:IP:PORT" to (ip, port)
+_format_endpoint = tcp_idle.format_endpoint
 
 
-def _format_endpoint(endpoint: tuple[str, int]) -> str:
-    host, port = endpoint
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def _server_alive(lock_directory: str, pid: int, unique_id: int) -> bool:
+    """Whether the smbd process of a record's server id still runs: the pid is an smbd, and
+    that process is the one that wrote the record, not a later one given the same pid.
+
+    Every smbd process keeps its random unique id in ``LOCKDIR/msg.lock/PID`` (what smbstatus
+    checks); when that file cannot be read, the pid alone decides.
+    """
+    if not _process_is_smbd(pid):
+        return False
+    try:
+        with open(os.path.join(lock_directory, "msg.lock", str(pid)), "rb") as handle:
+            text = handle.read(64)
+    except OSError:
+        return True
+    try:
+        return int(text) == unique_id
+    except ValueError:
+        return True
 
 
 class SambaSource:
@@ -172,6 +182,8 @@ class SambaSource:
         self.smb_conf = smb_conf
         self.description = f"Samba ({smb_conf or 'default smb.conf'})"
         self.warnings: list[str] = []
+        #: channels of the sessions still authenticating in the last read (for the cross-check)
+        self.pending_channels: list[records.ChannelRecord] = []
 
     def sessions(self, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
         self.warnings = []
@@ -229,9 +241,8 @@ class SambaSource:
         if processes is None:
             return
         connections = smbd_connections.smbd_client_connections(main_pid, ports, processes, sockets)
-        channels = [
-            (_endpoint(ch.local_address), _endpoint(ch.remote_address)) for s, _ in sessions for ch in s.channels
-        ]
+        every = [ch for s, _ in sessions for ch in s.channels] + self.pending_channels
+        channels = [(_endpoint(ch.local_address), _endpoint(ch.remote_address)) for ch in every]
         warning = smbd_connections.check_sessions(connections, channels)
         if warning:
             self._warn(warning)
@@ -248,11 +259,12 @@ class SambaSource:
         self, config: SambaConfig, layout: records.Layout, error: Exception, timeout: float
     ) -> list[SessionRecord]:
         """Sessions through ``smbstatus --json``, for a release whose records are not what was expected."""
-        from .samba_smbstatus import LOST, read_smbstatus
+        from .samba_smbstatus import lost, read_smbstatus
 
         self._warn(
             f"Samba {config.samba_version} was not verified and its records do not match the layout of "
-            f"{layout.name} ({error}); read through smbstatus --json instead, which loses {LOST}"
+            f"{layout.name} ({error}); read through smbstatus --json instead, which loses "
+            f"{lost(config.samba_version)}"
         )
         return read_smbstatus(config.path, timeout)
 
@@ -267,29 +279,31 @@ class SambaSource:
     ) -> list[tuple[records.SessionGlobalRecord, Any]]:
         """Decoded sessions of live smbd processes; a strict read raises RecordFormatError on any failure."""
         decoded = []
+        self.pending_channels = []
         failures = 0
-        alive: dict[int, bool] = {}
+        alive: dict[tuple[int, int], bool] = {}
         for value in blobs:
             try:
                 blob = records.strip_watchers(value)
                 if not blob:
                     continue
                 session = records.decode_session(blob, layout)
-                if session.auth_offset < 0:
-                    continue  # authentication still in progress: not a session yet
-                info = _unpack_auth(ndr, auth, blob, session.auth_offset)
+                info = _unpack_auth(ndr, auth, blob, session.auth_offset) if session.auth_offset >= 0 else None
             except (records.RecordFormatError, RuntimeError, AttributeError, ValueError) as exc:
                 failures += 1
                 last_error = exc
                 continue
-            live = []
+            live = False
             for ch in session.channels:
-                if ch.server_pid not in alive:
-                    alive[ch.server_pid] = _process_is_smbd(ch.server_pid)
-                if alive[ch.server_pid]:
-                    live.append(ch)
+                key = (ch.server_pid, ch.server_unique_id)
+                if key not in alive:
+                    alive[key] = _server_alive(config.lock_directory, *key)
+                live = live or alive[key]
             if not live:
                 continue  # stale record of an smbd that died (smbstatus skips these too)
+            if info is None:  # authentication still in progress: not a session yet
+                self.pending_channels.extend(session.channels)
+                continue
             decoded.append((session, info))
         if failures:
             message = f"{failures} of {len(blobs)} session records of Samba {config.samba_version} could not be decoded"
@@ -335,29 +349,16 @@ class SambaSource:
         config: SambaConfig,
         now: float,
     ) -> list[SessionRecord]:
-        # Before Samba 4.23 an open names its connection (smbd process) and owner SID, not its
-        # session: opens of one owner on one connection go to the first such session.
-        by_owner: dict[tuple[int, int, str], int] = defaultdict(int)
-        by_session: dict[int, int] = defaultdict(int)
-        for op in opens or ():
-            if op.disconnected:
-                continue
-            if op.session_global_id is not None:
-                by_session[op.session_global_id] += 1
-            else:
-                by_owner[(op.server_pid, op.server_unique_id, op.owner_sid)] += 1
+        ordered = sorted(sessions, key=lambda item: item[0].session_global_id)
+        tokens = [[str(sid) for sid in info.security_token.sids] if info.security_token else [] for _, info in ordered]
+        counts = _open_counts([s for s, _ in ordered], [sids[0] if sids else "" for sids in tokens], opens)
         out = []
-        for session, info in sorted(sessions, key=lambda item: item[0].session_global_id):
-            sids = [str(sid) for sid in info.security_token.sids] if info.security_token else []
+        for (session, info), sids in zip(ordered, tokens, strict=True):
             user_sid = sids[0] if sids else ""
             unix_name = info.unix_info.unix_name if info.unix_info else ""
             anonymous = user_sid == ANONYMOUS_SID
             guest = anonymous or unix_name == config.guest_account or BUILTIN_GUESTS_SID in sids
-            count: int | None = by_session.get(session.session_global_id, 0)
-            for ch in session.channels:
-                count += by_owner.pop((ch.server_pid, ch.server_unique_id, user_sid), 0)  # type: ignore[operator]
-            if opens is None:
-                count = None
+            count = None if counts is None else counts.get(session.session_global_id, 0)
             last_request = None
             for ch in session.channels:
                 ms = idle.get((_endpoint(ch.local_address), _endpoint(ch.remote_address)))
@@ -384,6 +385,40 @@ class SambaSource:
                 )
             )
         return out
+
+
+def _open_counts(
+    sessions: list[records.SessionGlobalRecord], user_sids: list[str], opens: list[records.OpenGlobalRecord] | None
+) -> dict[int, int] | None:
+    """Open handles per session global id; None when the opens are unknown.
+
+    From Samba 4.23 an open names its session. Before, it names its connection (smbd process)
+    and owner SID: it goes to the first session (by id) of that owner on that connection, and
+    an open whose owner has no session there (a share with ``force user`` or ``guest only``
+    records the forced account) to the first session on that connection. Disconnected durable
+    handles belong to no session.
+    """
+    if opens is None:
+        return None
+    counts: dict[int, int] = defaultdict(int)
+    by_owner: dict[tuple[int, int, str], int] = defaultdict(int)
+    for op in opens:
+        if op.disconnected:
+            continue
+        if op.session_global_id is not None:
+            counts[op.session_global_id] += 1
+        else:
+            by_owner[(op.server_pid, op.server_unique_id, op.owner_sid)] += 1
+    first_on: dict[tuple[int, int], int] = {}
+    for session, sid in zip(sessions, user_sids, strict=True):  # in order of session id
+        for ch in session.channels:
+            connection = (ch.server_pid, ch.server_unique_id)
+            first_on.setdefault(connection, session.session_global_id)
+            counts[session.session_global_id] += by_owner.pop((*connection, sid), 0)
+    for (pid, unique_id, _owner), count in by_owner.items():
+        if (pid, unique_id) in first_on:
+            counts[first_on[(pid, unique_id)]] += count
+    return counts
 
 
 def _open_blob(value: bytes, layout: records.Layout) -> bytes:

@@ -20,6 +20,7 @@ be consumed to its last byte and every field must be within its bounds; anything
 from __future__ import annotations
 
 import functools
+import ipaddress
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ MAX_BLOB = 1 << 16  # longest key or cookie blob accepted
 SIGNING_FLAG_BITS = 0x07  # smbXsrv_signing_flags
 ENCRYPTION_FLAG_BITS = 0x0F  # smbXsrv_encryption_flags
 TRANSPORTS = {0: "unknown", 1: "nbt", 2: "tcp", 3: "quic"}  # SMB_TRANSPORT_TYPE_* (4.23+)
+PID_MAX = 1 << 22  # Linux's PID_MAX_LIMIT
+DISCONNECTED_PID = (1 << 64) - 1  # server_id_set_disconnected()
 DBWRAP_TDB_HEADER = struct.Struct("<IIII")  # version, flags, reserved[2]: per-record persistency (4.25+)
 
 
@@ -66,9 +69,9 @@ LAYOUTS = (
     Layout("4.25", (4, 25), 1, True, True, True, False, True, True, verified=True),  # 4.25 (sid)
 )
 NEWEST_LAYOUT = LAYOUTS[-1]
-#: The newest release whose records were decoded against a real smbd (scripts/matrix).
-#: A newer one is read with the newest layout only if every record passes the strict checks.
-NEWEST_VERIFIED = (4, 25)
+#: The newest release whose records were decoded against a real smbd (scripts/matrix): the
+#: first of the newest verified layout. A newer one is read only if every record passes the checks.
+NEWEST_VERIFIED = [layout for layout in LAYOUTS if layout.verified][-1].first
 
 
 def parse_version(version: str) -> tuple[int, int] | None:
@@ -81,9 +84,13 @@ def parse_version(version: str) -> tuple[int, int] | None:
 
 
 def layout_for_version(version: str) -> Layout | None:
-    """The record layout of a Samba version string; None if older than the oldest known."""
+    """The record layout of a Samba version string; None if older than the oldest known.
+
+    A release newer than every known one (a 4.30 or a 5.0) gets the newest layout, which the
+    source trusts only while every record passes the strict checks.
+    """
     release = parse_version(version)
-    if release is None or release < LAYOUTS[0].first or release[0] != 4:
+    if release is None or release < LAYOUTS[0].first:
         return None
     return [layout for layout in LAYOUTS if layout.first <= release][-1]
 
@@ -327,9 +334,29 @@ def _channel(r: _Reader, layout: Layout) -> ChannelRecord:
         if kind not in TRANSPORTS:
             raise RecordFormatError(f"unknown transport type {kind}")
         transport = TRANSPORTS[kind]
-    if not remote.startswith(("ipv4:", "ipv6:")) or not local.startswith(("ipv4:", "ipv6:")):
-        raise RecordFormatError("channel address is not an ipv4:/ipv6: address")
+    parse_address(local)
+    parse_address(remote)
+    if not 0 < pid <= PID_MAX:
+        raise RecordFormatError(f"channel of an impossible process id {pid}")
     return ChannelRecord(pid, unique_id, nttime_to_unix(created), local, remote, name, transport)
+
+
+@functools.lru_cache(maxsize=4096)  # sessions share their server's address and often a connection
+def parse_address(address: str) -> tuple[str, int]:
+    """``ipv4:1.2.3.4:445`` or ``ipv6:fe80::1:445`` (smbd's form) to (normalized ip, port)."""
+    family, _, rest = address.partition(":")
+    host, _, port = rest.rpartition(":")
+    if family not in ("ipv4", "ipv6") or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise RecordFormatError(f"malformed address {address[:80]!r}")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise RecordFormatError(f"malformed address {address[:80]!r}") from None
+    if ip.version != (4 if family == "ipv4" else 6):
+        raise RecordFormatError(f"malformed address {address[:80]!r}")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip), int(port)
 
 
 def _truncation_is_a_format_error(decode: Callable[[bytes, Layout], T]) -> Callable[[bytes, Layout], T]:
@@ -434,6 +461,10 @@ def decode_open(blob: bytes, layout: Layout) -> OpenGlobalRecord:
     r.hyper()  # channel_generation
     r.skip(64)  # lock_sequence_array
     r.end()
+    # A live open names its smbd process; a disconnected one smbd's "disconnected" server id.
+    # Anything else is a record read with another release's layout.
+    if not (0 < pid <= PID_MAX or (disconnect_time and pid == DISCONNECTED_PID)):
+        raise RecordFormatError(f"open of an impossible process id {pid}")
     return OpenGlobalRecord(
         server_pid=pid,
         server_unique_id=unique_id,

@@ -28,7 +28,7 @@ TDB_HEADER = struct.Struct("<32x9I")
 TDB_FEATURE_FLAG_MUTEX = 0x1
 TDB_MAGIC_FOOD = b"TDB file\n"
 TDB_VERSION = 0x26011967 + 6  # tdb_private.h: TDB_VERSION
-TDB_MAGIC, TDB_DEAD_MAGIC = 0x26011999, 0xFEE1DEAD
+TDB_MAGIC, TDB_DEAD_MAGIC, TDB_FREE_MAGIC = 0x26011999, 0xFEE1DEAD, ~0x26011999 & 0xFFFFFFFF
 RECORD = struct.Struct("<6I")  # struct tdb_record: next, rec_len, key_len, data_len, full_hash, magic
 MAX_HASH_SIZE = 1 << 24
 MAX_TDB_SIZE = 4 << 30  # 4 GiB: a million sessions take about 4 GB
@@ -40,13 +40,13 @@ def read_databases(
     """The values of every record of each TDB in ``paths``, read in a child within ``timeout`` s.
 
     With ``skip_key_size``, not the records whose key has that many bytes (see :func:`walk_records`).
-    The child sends back each file's image, read under the lock, and the records are walked
-    here: one large bytes object crosses the pipe faster than thousands of small ones.
+    The records are walked in the child, which sends back only their values: a TDB's file
+    keeps the size it grew to, which can be far more than its live records.
     """
 
-    def read_all() -> list[bytes]:
+    def read_all() -> list[list[bytes]]:
         try:
-            return [read_image(tdb, path) for path in paths]
+            return [read_values(tdb, path, skip_key_size) for path in paths]
         except SourceUnavailable:
             raise
         except BaseException as exc:
@@ -59,8 +59,7 @@ def read_databases(
         raise SourceDataError(f"the process reading {what} ended without an answer")
     if outcome.error is not None:
         raise outcome.error
-    images: list[bytes] = outcome.value  # type: ignore[assignment]
-    return [walk_records(path, image, skip_key_size) for path, image in zip(paths, images, strict=True)]
+    return outcome.value  # type: ignore[return-value]
 
 
 def read_values(tdb: Any, path: str, skip_key_size: int | None = None) -> list[bytes]:
@@ -86,7 +85,10 @@ def read_image(tdb: Any, path: str) -> bytes:
 
 
 def _layout(path: str, data: bytes) -> tuple[int, tuple[int, ...]]:
-    """Where the TDB proper starts in ``data`` (after any mutex area) and its chain heads."""
+    """Where the TDB proper starts in ``data`` (after any mutex area) and its chain heads.
+
+    The records follow the hash table: the chain heads' count is the hash size.
+    """
     _check_magic(path, data)
     version, hash_size, _rwlocks, _recovery, _seqnum, _m1, _m2, features, mutex_size = TDB_HEADER.unpack_from(data)
     if version != TDB_VERSION:
@@ -102,7 +104,7 @@ def _layout(path: str, data: bytes) -> tuple[int, tuple[int, ...]]:
 def walk_records(path: str, data: bytes, skip_key_size: int | None = None) -> list[bytes]:
     """The values of the live records in the TDB image ``data``, every chain checked.
 
-    ``skip_key_size`` leaves out the records whose key is that long: from 4.25 smbd keeps its
+    ``skip_key_size`` leaves out the records whose key is that long: from 4.23 smbd keeps its
     durable-handle replay cache (a client and a create GUID, 32 bytes, to a 4-byte global id)
     in the same database as its open records, which are keyed by the 4-byte global id.
     """
@@ -128,7 +130,31 @@ def walk_records(path: str, data: bytes, skip_key_size: int | None = None) -> li
             elif magic != TDB_DEAD_MAGIC:
                 raise SourceDataError(f"{path} is damaged: a record has a bad magic number")
             offset = following
+    in_chains = sum(1 for offset in seen if RECORD.unpack_from(data, base + offset)[5] == TDB_MAGIC)
+    on_disk = _live_records_in_order(data, base, TDB_HEADER_SIZE + 4 * (len(heads) + 1), end)
+    if on_disk is not None and on_disk != in_chains:
+        raise SourceDataError(
+            f"{path} is damaged: it holds {on_disk} records, of which its hash chains reach {in_chains}"
+        )
     return values
+
+
+def _live_records_in_order(data: bytes, base: int, start: int, end: int) -> int | None:
+    """The live records counted by walking the data area from record to record, as tdb_check does.
+
+    The data area is tiled with records (used, dead, free); a record cut out of its chain, or a
+    chain head set to 0, is still here. None when the walk meets what it cannot step over (a
+    recovery area or dead space left by a crash): then nothing is concluded.
+    """
+    count, offset = 0, start
+    while offset + RECORD_HEADER_SIZE <= end:
+        _next, length, _key, _data, _hash, magic = RECORD.unpack_from(data, base + offset)
+        if magic == TDB_MAGIC:
+            count += 1
+        elif magic not in (TDB_DEAD_MAGIC, TDB_FREE_MAGIC):
+            return None
+        offset += RECORD_HEADER_SIZE + length
+    return count if offset == end else None
 
 
 def _check_magic(path: str, head: bytes) -> None:
