@@ -242,7 +242,7 @@ GOOD_SESSION = {
         ("server_id", {"pid": 16921}, "server_id.pid is not a number"),
         ("server_id", {"pid": "-1"}, "server_id.pid is not a number"),
         ("hostname", "127.0.0.1:41154", "is not an ipv4:/ipv6: address"),
-        ("hostname", "ipv4:127.0.0.1:99999", "has no TCP port"),
+        ("hostname", "ipv4:127.0.0.1:99999", "is not an address"),
         ("hostname", "ipv4:not-an-ip:1", "is not an address"),
         ("session_dialect", "SMB3 11; rm", "not a dialect name"),
         ("creation_time", "yesterday", "creation_time 'yesterday' is not a time"),
@@ -257,8 +257,22 @@ def test_a_hostile_field_is_a_source_data_error(field, value, problem):
         document_sessions(parse_json(output))
 
 
-def test_json_after_smbstatus_notes_and_times_of_later_releases():
+def _zone(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Run in time zone ``name`` (smbstatus runs with this process's zone)."""
+    monkeypatch.setenv("TZ", name)
+    time.tzset()
+
+
+@pytest.fixture
+def zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    yield lambda name: _zone(monkeypatch, name)
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_json_after_smbstatus_notes_and_times_of_later_releases(zone):
     """4.17 prints notes before its JSON; 4.20+ prints times, channels and (4.23+) the transport."""
+    zone("Europe/Paris")
     session = {
         **GOOD_SESSION,
         "session_dialect": "Unknown (0x0312)",
@@ -278,6 +292,7 @@ def test_json_after_smbstatus_notes_and_times_of_later_releases():
     assert parsed.transport == "quic"
     assert document_opens(parse_json(output)) is None  # no open_files: counts unknown, not 0
     # Samba computes the UTC offset from hours alone: across midnight it is a day off (+23:00 means -01:00)
+    zone("Atlantic/Azores")  # -01:00 in January
     session["creation_time"] = "2025-01-30T22:30:00.000000+23:00"
     (parsed,) = document_sessions(parse_json(json.dumps({"sessions": {"1": session}}).encode()))
     assert parsed.created == 1738279800.0
@@ -344,36 +359,10 @@ def test_check_sessions_warns_about_connections_without_a_session(sandbox, conne
     connections = my_connections()
     warning = sc.check_sessions(connections, [], min_age=1.0)
     assert warning is not None
-    assert warning.startswith("2 of 2 connections to smbd have no session in its session database")
+    assert warning.startswith("2 of 2 connections to smbd have no session:")
     assert sc.check_sessions(connections, sc.endpoints_of(records), min_age=1.0) is None
     status = read_smbstatus(sandbox.conf_path, 30, sandbox.environment())
     assert sc.check_sessions(connections, sc.endpoints_of(status), min_age=1.0) is None
-
-
-def test_check_opens_warns_when_held_files_have_no_open_record(sandbox, connect):
-    alice = connect("alice")
-    alice.open_files(["fb-held1.txt", "fb-held2.txt"])
-    open_pipe(alice)  # holds no descriptor: not counted as a held file
-    connect("bob")  # holds nothing
-    before = scan(sandbox)
-    after = scan(sandbox)
-    assert before is not None and after is not None
-    held = {pid: sorted(os.path.basename(path) for _, path in p.share_files) for pid, p in before.items()}
-    (pid,) = [pid for pid, names in held.items() if names]
-    assert held[pid] == ["fb-held1.txt", "fb-held2.txt"]
-    warning = sc.check_opens(before, {}, after)
-    assert warning is not None and warning.startswith("1 smbd process holds 2 files of the shares open")
-    assert f"pid {pid}: {sandbox.share_path}/fb-held1.txt" in warning
-    counts: dict[int, int] = {}
-    for (owner, _, _), count in (document_opens(smbstatus_json(sandbox)) or {}).items():
-        counts[owner] = counts.get(owner, 0) + count
-    assert counts[pid] == 2
-    assert sc.check_opens(before, counts, after) is None
-    for handle in alice.files:
-        handle.close()
-    closed = scan(sandbox)
-    assert closed is not None and not closed[pid].share_files
-    assert sc.check_opens(before, {}, closed) is None  # closed meanwhile: no sign of damage
 
 
 @pytest.fixture
@@ -393,7 +382,7 @@ def test_checks_are_skipped_for_a_user_who_cannot_read_smbds_descriptors(sandbox
     code = textwrap.dedent(f"""
         from serversession.sources import smbd_connections as sc
         processes = sc.smbd_processes({sandbox.pid()}, [{sandbox.share_path!r}])
-        print(processes, sc.smbd_client_connections({sandbox.pid()}), sc.check_opens(processes, {{}}))
+        print(processes, sc.smbd_client_connections({sandbox.pid()}))
     """)
     result = subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYSTEM_PYTHON, "-c", code],
@@ -404,7 +393,7 @@ def test_checks_are_skipped_for_a_user_who_cannot_read_smbds_descriptors(sandbox
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["None", "None", "None"]
+    assert result.stdout.split() == ["None", "None"]
     assert scan(sandbox) is not None  # root reads them
 
 
@@ -476,4 +465,4 @@ def test_the_source_warns_when_a_live_connection_has_no_session_record(sandbox, 
     monkeypatch.setattr(samba_source.SambaSource, "_decode_sessions", losing_carol)
     source = SambaSource(sandbox.conf_path)
     assert not [r for r in source.sessions() if r.user_name == "carol"]
-    assert any("no session in its session database" in w for w in source.warnings), source.warnings
+    assert any("no session:" in w for w in source.warnings), source.warnings

@@ -4,7 +4,7 @@ A FIFO, a device such as ``/dev/zero`` or a huge file would hang the program or 
 memory; a directory or an unreadable file would fail deep inside a library. Each is one clear
 error instead. The file is opened without blocking (a FIFO with no writer would otherwise
 block the open itself), checked on the open descriptor (no race between check and read) and
-read with a size bound.
+read with a size bound. Every problem is the operation failing (exit 1), as a missing file is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 
-from .errors import InvalidInput, SourceUnavailable
+from .errors import SourceUnavailable
 
 MAX_CONFIG_BYTES = 16 << 20  # smb.conf, htpasswd files, hosts files
 MAX_SECRET_BYTES = 64 << 10  # password files, TLS keys and certificates
@@ -33,7 +33,7 @@ def read_bytes(path: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> bytes
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:  # grew between the check and the read
-        raise InvalidInput(f"{what} {path} is larger than {max_bytes} bytes")
+        raise SourceUnavailable(f"{what} {path} is larger than {max_bytes} bytes")
     return data
 
 
@@ -42,7 +42,7 @@ def read_text(path: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> str:
     try:
         return read_bytes(path, what, max_bytes).decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInput(f"{what} {path} is not UTF-8 text") from None
+        raise SourceUnavailable(f"{what} {path} is not UTF-8 text") from None
 
 
 def _open_checked(path: str, what: str, max_bytes: int) -> int:
@@ -54,16 +54,16 @@ def _open_checked(path: str, what: str, max_bytes: int) -> int:
         raise SourceUnavailable(f"{what} is not readable: {path} (permission denied)") from None
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a socket, or a FIFO opened for writing only
-            raise InvalidInput(f"{what} {path} is not a regular file") from None
+            raise SourceUnavailable(f"{what} {path} is not a regular file") from None
         raise SourceUnavailable(f"{what} cannot be opened: {path} ({exc.strerror})") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise InvalidInput(f"{what} {path} is a directory, not a file")
+            raise SourceUnavailable(f"{what} {path} is a directory, not a file")
         if not stat.S_ISREG(info.st_mode):
-            raise InvalidInput(f"{what} {path} is not a regular file (a FIFO, device or socket)")
+            raise SourceUnavailable(f"{what} {path} is not a regular file (a FIFO, device or socket)")
         if info.st_size > max_bytes:
-            raise InvalidInput(f"{what} {path} is larger than {max_bytes} bytes")
+            raise SourceUnavailable(f"{what} {path} is larger than {max_bytes} bytes")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

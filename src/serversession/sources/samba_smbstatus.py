@@ -28,6 +28,7 @@ from ..sandbox import _find
 from . import tcp_idle
 from .base import SESS_GUEST, SessionRecord
 from .samba import DIALECTS, _endpoint, _format_endpoint, _import_bindings
+from .samba_records import parse_version
 
 SMBSTATUS_DIRS = ("/usr/bin", "/usr/local/bin", "/usr/sbin", "/usr/local/sbin", "/bin", "/sbin", "/usr/local/samba/bin")
 MAX_OUTPUT = 256 << 20  # bytes of JSON: about 300,000 open files
@@ -51,7 +52,7 @@ TIMESTAMP = re.compile(
 
 def lost(version: str | None) -> str:
     """What ``smbstatus --json`` of Samba ``version`` cannot give, for the warning naming the fallback."""
-    release = _release(version)
+    release = parse_version(version or "")
     if release is not None and release < CHANNELS_SINCE:
         return (
             f"{ALWAYS_LOST}, ActiveTime and InstallDate (no creation time before 4.20), Degraded status "
@@ -328,7 +329,6 @@ def _address(value: Any, what: str) -> tcp_idle.Endpoint:
         host, port = _endpoint(text)
     except ValueError:
         raise SourceDataError(f"smbstatus --json: {what} {text[:60]!r} is not an address") from None
-    _need(0 <= port <= 65535, f"{what} {text[:60]!r} has no TCP port")
     return host, port
 
 
@@ -355,22 +355,28 @@ def _time(value: Any, what: str) -> float | None:
     year, month, day, hour, minute, second = (int(match.group(n)) for n in range(1, 7))
     if year > 9999:
         return None
-    _need(1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61, f"{what} {text!r}")
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-    seconds += float(f"0.{match.group(7) or 0}")
-    if match.group(8):
-        # Samba computes the offset from local and UTC hours without the date: around midnight it
-        # is off by a day, so it is brought back to (-12 h, +14 h].
-        offset = int(match.group(9)) * 60 + int(match.group(10))
-        offset = -offset if match.group(8) == "-" else offset
-        while offset > 14 * 60:
-            offset -= 24 * 60
-        while offset <= -12 * 60:
-            offset += 24 * 60
-        seconds -= offset * 60
-    return seconds
+    _need(
+        year >= 1970 and 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61,
+        f"{what} {text[:60]!r} is not a time",
+    )
+    try:
+        seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+        if match.group(8):
+            printed = int(match.group(9)) * 3600 + int(match.group(10)) * 60
+            seconds -= _true_offset(seconds, -printed if match.group(8) == "-" else printed)
+    except (ValueError, OverflowError, OSError):
+        raise SourceDataError(f"smbstatus answered what serversession cannot read: {what} {text[:60]!r}") from None
+    return seconds + float(f"0.{match.group(7) or 0}")
 
 
-def _release(version: str | None) -> tuple[int, int] | None:
-    match = re.match(r"(\d+)\.(\d+)", version or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
+def _true_offset(wall: int, printed: int) -> int:
+    """The UTC offset (seconds) of the local wall-clock time ``wall`` (as if UTC) that smbstatus printed.
+
+    Samba computes the offset from the local and UTC hours and minutes, ignoring the date, so it
+    can be a day off (Honolulu prints +14:00 instead of -10:00). smbstatus ran with this process's
+    time zone: of the printed offset and the same +-24 h, the one the zone really has then wins.
+    """
+    for offset in (printed, printed - 86400, printed + 86400):
+        if time.localtime(wall - offset).tm_gmtoff == offset:
+            return offset
+    return printed

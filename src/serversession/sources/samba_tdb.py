@@ -35,7 +35,11 @@ MAX_TDB_SIZE = 4 << 30  # 4 GiB: a million sessions take about 4 GB
 
 
 def read_databases(
-    tdb: Any, paths: Sequence[str], timeout: float, what: str, skip_key_size: int | None = None
+    tdb: Any,
+    paths: Sequence[str],
+    timeout: float,
+    what: str,
+    skip_key_size: int | None = None,
 ) -> list[list[bytes]]:
     """The values of every record of each TDB in ``paths``, read in a child within ``timeout`` s.
 
@@ -77,7 +81,12 @@ def read_values(tdb: Any, path: str, skip_key_size: int | None = None) -> list[b
 
 def read_image(tdb: Any, path: str) -> bytes:
     """The bytes of the TDB file ``path``, read under a read lock of the whole database."""
-    with _read_locked(tdb, path), open(path, "rb") as handle:
+    with _read_locked(tdb, path):
+        return _image(path)
+
+
+def _image(path: str) -> bytes:
+    with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size > MAX_TDB_SIZE:
             raise SourceDataError(f"{path} is {size} bytes, more than the {MAX_TDB_SIZE} read at most")

@@ -123,7 +123,9 @@ def smbd_client_connections(
         ports = listening_ports(processes[main_pid])
     if sockets is None:
         sockets = tcp_idle.tcp_sockets(ports) if ports else {}
-    owner = {inode: process for process in processes.values() for inode in process.sockets}
+    # A socket the main smbd holds is one it has just accepted and not yet handed to a child
+    # (or a listening one): no session can be on it yet, whatever the daemon's age.
+    owner = {inode: process for process in processes.values() if process.pid != main_pid for inode in process.sockets}
     out = []
     for (local, remote), (idle_ms, inode, state) in sockets.items():
         process = owner.get(inode)
@@ -171,43 +173,8 @@ def check_sessions(
     more = f" and {len(missing) - SAMPLES} more" if len(missing) > SAMPLES else ""
     have = "has" if len(missing) == 1 else "have"
     return (
-        f"{len(missing)} of {_plural(len(old), 'connection')} to smbd {have} no session in its session database "
-        f"(smbXsrv_session_global.tdb damaged? or clients that never logged on): {named}{more}"
-    )
-
-
-def check_opens(
-    processes: Mapping[int, SmbdProcess] | None,
-    opens_by_pid: Mapping[int, int],
-    again: Mapping[int, SmbdProcess] | None = None,
-) -> str | None:
-    """A warning if an smbd process holds files of the shares open but the open-file database lists none for it.
-
-    ``opens_by_pid`` counts the database's open records (not disconnected) per smbd pid. Pass the
-    scans taken before (``processes``) and after (``again``) reading the database to count only
-    descriptors held all along: a file opened or closed while the database was read is no sign of
-    damage. None if every such process has records, or if ``processes`` is None.
-    """
-    if processes is None:
-        return None
-    suspects: list[tuple[int, list[str]]] = []
-    for pid, process in sorted(processes.items()):
-        if opens_by_pid.get(pid, 0) > 0 or not process.share_files:
-            continue
-        held = set(process.share_files)
-        if again is not None:
-            later = again.get(pid)
-            held &= set(later.share_files) if later is not None and later.start == process.start else set()
-        if held:
-            suspects.append((pid, sorted({path for _, path in held})))
-    if not suspects:
-        return None
-    count = sum(len(paths) for _, paths in suspects)
-    named = "; ".join(f"pid {pid}: {', '.join(paths[:SAMPLES])}" for pid, paths in suspects[:SAMPLES])
-    hold = "holds" if len(suspects) == 1 else "hold"
-    return (
-        f"{_plural(len(suspects), 'smbd process', 'smbd processes')} {hold} {_plural(count, 'file')} of the shares "
-        f"open that the open-file database does not list (smbXsrv_open_global.tdb damaged?): {named}"
+        f"{len(missing)} of {_plural(len(old), 'connection')} to smbd {have} no session: logged off (clients keep "
+        f"connections for reuse), never logged on, or lost from the session database (damaged?): {named}{more}"
     )
 
 
@@ -246,7 +213,12 @@ def _files(
                 if target.startswith("socket:["):
                     if sockets is not None and target[8:-1].isdigit():
                         sockets.add(int(target[8:-1]))
-                elif target.startswith("/") and _under(target, roots) and not _under(target, skip):
+                elif (
+                    target.startswith("/")
+                    and _under(target, roots)
+                    and target + "/" not in roots  # a share's root: smbd holds it briefly itself
+                    and not _under(target, skip)
+                ):
                     out.append((int(entry.name), target))
     except PermissionError:
         raise _Denied from None
