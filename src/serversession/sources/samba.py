@@ -16,6 +16,7 @@ import sys
 import sysconfig
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from .base import DEFAULT_TIMEOUT, SESS_GUEST, SessionRecord
 SAMBA_PYTHON_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3/site-packages")
 log = logging.getLogger(__name__)
 ANONYMOUS_SID = "S-1-5-7"
+RECHECK_DELAY = 0.2  # seconds before the second look at connections without a session
 REPLAY_CACHE_KEY_SIZE = 32  # key of smbd's durable-handle replay cache in the open database (4.23+)
 BUILTIN_GUESTS_SID = "S-1-5-32-546"
 DIALECTS = {
@@ -188,11 +190,12 @@ class SambaSource:
                 f"Samba {config.samba_version} is not supported ({records.LAYOUTS[0].name} or newer is)"
             )
         lock = config.lock_directory
+        session_path = os.path.join(lock, "smbXsrv_session_global.tdb")
         open_path = os.path.join(lock, "smbXsrv_open_global.tdb")
         processes = smbd_connections.smbd_processes(main_pid, config.share_paths, config.own_directories)
         session_blobs, open_blobs = samba_tdb.read_databases(
             tdb,
-            (os.path.join(lock, "smbXsrv_session_global.tdb"), open_path),
+            (session_path, open_path),
             timeout,
             self.description,
             skip_key_size=REPLAY_CACHE_KEY_SIZE,
@@ -212,7 +215,15 @@ class SambaSource:
         sockets = tcp_idle.tcp_sockets(ports) if ports else {}
         idle = {key: info[0] for key, info in sockets.items() if info[0] is not None}
 
-        self._cross_check(main_pid, processes, ports, sockets, sessions)
+        def channels_now() -> list[tuple[tcp_idle.Endpoint, tcp_idle.Endpoint]]:
+            """Every channel of the sessions in the database now (a second read, for the cross-check)."""
+            (blobs,) = samba_tdb.read_databases(tdb, (session_path,), timeout, self.description)
+            kept = len(self.warnings)
+            again = self._decode_sessions(blobs, layout, ndr, auth, config)
+            del self.warnings[kept:]  # said once already
+            return _channel_endpoints(again, self.pending_channels)
+
+        self._cross_check(main_pid, processes, ports, sockets, sessions, channels_now)
         return self._records(sessions, opens, idle, config, now)
 
     def _cross_check(
@@ -222,8 +233,12 @@ class SambaSource:
         ports: set[int],
         sockets: dict[tcp_idle.ConnectionKey, tcp_idle.SocketInfo],
         sessions: list[tuple[records.SessionGlobalRecord, Any]],
+        channels_now: Callable[[], list[tuple[tcp_idle.Endpoint, tcp_idle.Endpoint]]],
     ) -> None:
         """Warn when the kernel shows connections to smbd that have no session in the database.
+
+        Clients come and go between the database read and the kernel's answer: a connection
+        without a session counts only if it still has none in a second read a moment later.
 
         Skipped when smbd's file descriptors cannot be read (not root). Open files are not
         compared with smbd's descriptors: smbd opens a file before it stores its record and
@@ -233,8 +248,15 @@ class SambaSource:
         if processes is None:
             return
         connections = smbd_connections.smbd_client_connections(main_pid, ports, processes, sockets)
-        every = [ch for s, _ in sessions for ch in s.channels] + self.pending_channels
-        channels = [(_endpoint(ch.local_address), _endpoint(ch.remote_address)) for ch in every]
+        channels = _channel_endpoints(sessions, self.pending_channels)
+        if connections is None or smbd_connections.check_sessions(connections, channels) is None:
+            return
+        time.sleep(RECHECK_DELAY)
+        channels = channels_now()
+        still = tcp_idle.tcp_sockets(ports)
+        connections = [
+            c for c in connections if still.get((c.local, c.remote), (0, 0, 0))[2] == tcp_idle.TCP_ESTABLISHED
+        ]
         warning = smbd_connections.check_sessions(connections, channels)
         if warning:
             self._warn(warning)
@@ -369,6 +391,14 @@ class SambaSource:
                 )
             )
         return out
+
+
+def _channel_endpoints(
+    sessions: list[tuple[records.SessionGlobalRecord, Any]], pending: list[records.ChannelRecord]
+) -> list[tuple[tcp_idle.Endpoint, tcp_idle.Endpoint]]:
+    """(local, remote) of every channel of ``sessions`` and of the sessions still authenticating."""
+    every = [ch for session, _ in sessions for ch in session.channels] + pending
+    return [(_endpoint(ch.local_address), _endpoint(ch.remote_address)) for ch in every]
 
 
 def _open_counts(
