@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import InvalidInput, ServerSessionError, SourceUnavailable
+from .sources.smbd_connections import descendants_by_scan
 
 DEFAULT_PORT = 4445
 DEFAULT_USERS = ("alice", "bob")
@@ -302,7 +303,7 @@ class Sandbox:
         daemons = [p for p in (pid, self._daemon_pid("samba-dcerpcd")) if p is not None]
         if not daemons:
             return False
-        group = [member for daemon in daemons for member in (daemon, *_children(daemon))]
+        group = [member for daemon in daemons for member in (daemon, *descendants_by_scan(daemon))]
         for member in group:
             _signal(member, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -353,23 +354,3 @@ def _alive(pid: int) -> bool:
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-
-
-def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (smbd forks one child per connection, plus helpers)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                ppid = int(stat.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out

@@ -241,7 +241,7 @@ def _directory(path: str) -> str:
 def _descendants(pid: int) -> list[int]:
     """Every descendant of ``pid``: from /proc/PID/task/TID/children, else from every process's parent."""
     if not _has_children_files():
-        return _descendants_by_scan(pid)
+        return descendants_by_scan(pid)
     out: list[int] = []
     todo = [pid]
     while todo and len(out) < MAX_PROCESSES:
@@ -261,7 +261,8 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _descendants_by_scan(pid: int) -> list[int]:
+def descendants_by_scan(pid: int) -> list[int]:
+    """Every descendant of ``pid``, from the parent pids of all processes in /proc (bounded)."""
     parents: dict[int, list[int]] = {}
     for number, entry in enumerate(os.listdir("/proc")):
         if number > 4 * MAX_PROCESSES:
