@@ -18,7 +18,9 @@ from typing import Any
 from ..errors import InvalidInput
 
 MAX_PATH_LENGTH = 4096
+MAX_KEY_INTEGER = 10**20 - 1  # 20 digits: every sint64 and uint64 value (ranges: resolve_path)
 KeyValue = str | int | bool
+_SPACE = " \t\r\n\f\v"  # ASCII white space only
 
 
 class PathError(InvalidInput):
@@ -42,6 +44,9 @@ class ObjectPath:
     _identity: tuple[Any, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        for _, value in self.keys:  # so that every path can be written and read back
+            if isinstance(value, int) and not -MAX_KEY_INTEGER <= value <= MAX_KEY_INTEGER:
+                raise InvalidInput("an integer key value has more than 20 digits")
         keys = tuple(sorted(self.keys, key=lambda kv: (kv[0] or "").lower()))
         object.__setattr__(self, "keys", keys)
         identity = (
@@ -94,8 +99,8 @@ def _format_value(value: KeyValue) -> str:
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"[+-]?(?:0[xX][0-9A-Fa-f]+|\d+)(?![A-Za-z0-9_.])")
-_HOST = re.compile(r"[^\\/:\s]+")
+_NUMBER = re.compile(r"[+-]?(?:0[xX][0-9A-Fa-f]+|[0-9]+)(?![A-Za-z0-9_.])")  # ASCII digits only
+_HOST = re.compile(r"[^\\/:\s\x00-\x1f\x7f]+")
 _NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[\\/][A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -105,7 +110,7 @@ class _Reader:
         self.pos = 0
 
     def error(self, expected: str) -> PathError:
-        found = repr(self.text[self.pos]) if self.pos < len(self.text) else "the end"
+        found = repr(self.text[self.pos]) if self.pos < len(self.text) else "the end"  # one character
         return PathError(self.pos + 1, f"expected {expected}, found {found}")
 
     def match(self, pattern: re.Pattern[str], expected: str) -> str:
@@ -130,13 +135,21 @@ class _Reader:
         if self.pos < len(self.text) and self.text[self.pos] in "'\"":
             return self.string()
         for word, value in (("TRUE", True), ("FALSE", False)):
-            if self.text[self.pos : self.pos + len(word)].upper() == word:
+            candidate = self.text[self.pos : self.pos + len(word)]
+            if candidate.isascii() and candidate.upper() == word:  # 'fals\u017fe'.upper() is 'FALSE' too
                 self.pos += len(word)
                 return value
+        start = self.pos
         number = self.match(_NUMBER, "a quoted string, a number, TRUE or FALSE")
-        sign = -1 if number.startswith("-") else 1
         body = number.lstrip("+-")
-        return sign * (int(body, 16) if body[:2].lower() == "0x" else int(body))
+        hexadecimal = body[:2].lower() == "0x"
+        digits = (body[2:] if hexadecimal else body).lstrip("0") or "0"
+        if len(digits) > (16 if hexadecimal else 20):  # checked before int(), which has its own limits
+            raise PathError(start + 1, "number is out of range (more than 20 digits)")
+        value = int(digits, 16 if hexadecimal else 10) * (-1 if number.startswith("-") else 1)
+        if abs(value) > MAX_KEY_INTEGER:
+            raise PathError(start + 1, "number is out of range (more than 20 digits)")
+        return value
 
     def string(self) -> str:
         quote = self.text[self.pos]
@@ -166,7 +179,9 @@ def parse_path(text: str) -> ObjectPath:
         raise InvalidInput("an object path must be text")
     if len(text) > MAX_PATH_LENGTH:
         raise PathError(MAX_PATH_LENGTH + 1, f"path is longer than {MAX_PATH_LENGTH} characters")
-    r = _Reader(text.strip())
+    end = len(text.rstrip(_SPACE))
+    r = _Reader(text[:end])  # positions stay those of ``text``
+    r.pos = min(len(text) - len(text.lstrip(_SPACE)), end)
     host = namespace = None
     if r.literal("\\\\") or r.literal("//"):
         host = r.match(_HOST, "a host name")
@@ -176,12 +191,10 @@ def parse_path(text: str) -> ObjectPath:
         if not r.literal(":"):
             raise r.error(": and a class name")
     else:
-        colon = r.text.find(":")
-        quote = min((i for i in (r.text.find('"'), r.text.find("'")) if i >= 0), default=len(r.text))
-        if 0 <= colon < quote:
-            namespace = r.match(_NAMESPACE, "a namespace such as root\\cimv2")
-            if not r.literal(":"):
-                raise r.error(": and a class name")
+        prefix = _NAMESPACE.match(r.text, r.pos)  # root\cimv2: before the class name
+        if prefix and r.text.startswith(":", prefix.end()):
+            namespace = prefix.group()
+            r.pos = prefix.end() + 1
     classname = r.match(_NAME, "a class name")
     keys: list[tuple[str | None, KeyValue]] = []
     singleton = False

@@ -17,16 +17,19 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
+from ..errors import InvalidInput
 from ..model import CIMObject, ClassDef, load_schema
 from ..model.instances import SYSTEM_PROPERTIES, local_server_name
 from . import parser as wql
-from .parser import WQLError
+from .like import compile_like
+from .parser import WQLError, shorten
 
 _FLIP = {"=": "=", "<>": "<>", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
 _PYTHON_OP = {"=": "==", "<>": "!=", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 _NUMERIC = ("uint8", "uint16", "uint32", "uint64", "sint8", "sint16", "sint32", "sint64", "real32", "real64")
 _SYSTEM_TYPES = {"__GENUS": "sint32", "__PROPERTY_COUNT": "sint32", "__DERIVATION": "string[]"}
-_CIM_DATETIME = re.compile(r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})\.(\d{6})([+-])(\d{3})")
+_CIM_DATETIME = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})([0-9]{2})\.([0-9]{6})([+-])([0-9]{3})")
+_ASCII_SPACE = " \t\r\n\f\v"
 
 
 class QueryResult(list[CIMObject]):
@@ -72,15 +75,21 @@ def _project(instance: CIMObject, keep: tuple[str, ...]) -> CIMObject:
     return dataclasses.replace(instance, **dropped)  # type: ignore[type-var]
 
 
-@lru_cache(maxsize=256)
 def compile_query(text: str) -> CompiledQuery:
     """Parse ``text`` and compile it; WQLError (invalid input) when it is not a valid query."""
+    if not isinstance(text, str):
+        raise InvalidInput("a WQL query must be text")
+    return _compile(text)
+
+
+@lru_cache(maxsize=256)
+def _compile(text: str) -> CompiledQuery:
     query = wql.parse(text)
     schema = load_schema()
     try:
         cls = schema.get(query.classname)
     except Exception:
-        raise WQLError(query.class_position, f"unknown class {query.classname!r}") from None
+        raise WQLError(query.class_position, f"unknown class {shorten(query.classname)}") from None
     if query.properties is None:
         properties = tuple(cls.properties)
     else:
@@ -109,7 +118,7 @@ def _resolve(cls: ClassDef, prop: wql.Property) -> tuple[str, str]:
     for name, definition in cls.properties.items():
         if name.lower() == prop.name.lower():
             return name, definition.type + ("[]" if definition.is_array else "")
-    raise WQLError(prop.position, f"{cls.name} has no property {prop.name!r}")
+    raise WQLError(prop.position, f"{cls.name} has no property {shorten(prop.name)}")
 
 
 class _Compiler:
@@ -196,7 +205,7 @@ class _Compiler:
         access, cim_type = self.access(node.prop)
         if cim_type != "string":
             raise WQLError(node.prop.position, f"LIKE needs a string property; {node.prop.name} is {cim_type}")
-        match = self.constant(like_regex(node.pattern, node.position).fullmatch)
+        match = self.constant(compile_like(node.pattern, node.position))
         return f"((_v := {access}) is not None and {match}(_v) is {'' if node.negated else 'not '}None)"
 
     def isa(self, node: wql.Isa) -> str:
@@ -206,7 +215,7 @@ class _Compiler:
         try:
             classes = frozenset(load_schema().subclasses(node.classname))
         except Exception:
-            raise WQLError(node.position, f"unknown class {node.classname!r}") from None
+            raise WQLError(node.position, f"unknown class {shorten(node.classname)}") from None
         return f"(o.classname in {self.constant(classes)})"
 
 
@@ -219,14 +228,12 @@ def _coerce(const: wql.Constant, cim_type: str, prop: str) -> Any:
     if cim_type in _NUMERIC or cim_type == "sint32":
         if isinstance(value, bool):
             raise WQLError(const.position, f"{prop} is a number, not a boolean")
-        if isinstance(value, str):
-            try:
-                return int(value.strip(), 0)
-            except ValueError:
-                raise WQLError(const.position, f"{prop} is a number; {value!r} is not one") from None
-        if cim_type.startswith("uint") and isinstance(value, int) and value < 0:
-            return value  # compares as WMI does: no unsigned value is below a negative one
-        return value
+        if isinstance(value, str):  # '600': read as the number it spells, with the same syntax
+            text = value.strip(_ASCII_SPACE)
+            if not wql.NUMBER.fullmatch(text):
+                raise WQLError(const.position, f"{prop} is a number; {shorten(value)} is not one")
+            return wql.read_number(text, const.position)
+        return value  # compared exactly, whatever the range: no uint32 value is -1 or 2**40
     if cim_type == "boolean":
         if isinstance(value, bool):
             return value
@@ -254,49 +261,6 @@ def parse_cim_datetime(text: str) -> datetime | None:
         )  # fmt: skip
     except ValueError:
         return None
-
-
-def like_regex(pattern: str, position: int) -> re.Pattern[str]:
-    """WQL LIKE (``%``, ``_``, ``[a-f]``, ``[^a-f]``, ``[%]``) as a case-insensitive regex."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "%":
-            out.append(".*")
-        elif char == "_":
-            out.append(".")
-        elif char == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                raise WQLError(position + i + 1, "[ in the LIKE pattern is not closed with ]")
-            out.append(_char_class(pattern[i + 1 : end], position + i + 1))
-            i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
-
-
-def _char_class(body: str, position: int) -> str:
-    negate = body.startswith("^")
-    if negate:
-        body = body[1:]
-    if not body:
-        raise WQLError(position, "empty [] in the LIKE pattern")
-    parts = []
-    k = 0
-    while k < len(body):
-        if k + 2 < len(body) and body[k + 1] == "-":
-            low, high = body[k], body[k + 2]
-            if low > high:
-                raise WQLError(position, f"range {low}-{high} in the LIKE pattern is reversed")
-            parts.append(f"{re.escape(low)}-{re.escape(high)}")
-            k += 3
-        else:
-            parts.append(re.escape(body[k]))
-            k += 1
-    return "[" + ("^" if negate else "") + "".join(parts) + "]"
 
 
 def _system_value(instance: CIMObject, name: str) -> Any:

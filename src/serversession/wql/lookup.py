@@ -10,6 +10,11 @@ from ..model.instances import WMI_NAMESPACE, local_server_name
 from ..model.objectpath import ObjectPath, parse_path
 
 _LOCAL_HOSTS = frozenset({".", "localhost", "127.0.0.1", "::1"})
+_INTEGER_RANGES = {
+    f"{kind}{bits}": (0, 2**bits - 1) if kind == "uint" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    for kind in ("uint", "sint")
+    for bits in (8, 16, 32, 64)
+}
 
 
 def resolve_path(text: str | ObjectPath) -> ObjectPath:
@@ -20,7 +25,7 @@ def resolve_path(text: str | ObjectPath) -> ObjectPath:
     """
     path = parse_path(text) if isinstance(text, str) else text
     if path.namespace and path.namespace.replace("/", "\\").strip("\\").lower() != WMI_NAMESPACE.lower():
-        raise NotFound(f"no namespace {path.namespace!r} (serversession serves {WMI_NAMESPACE})")
+        raise NotFound(f"no namespace {path.namespace[:300]!r} (serversession serves {WMI_NAMESPACE})")
     cls = load_schema().get(path.classname)
     if not cls.keys:
         raise NotFound(f"{cls.name} has no instances of its own (it has no key properties)")
@@ -41,6 +46,10 @@ def resolve_path(text: str | ObjectPath) -> ObjectPath:
             raise InvalidInput(f"key {key} is a string: quote its value")
         if expected != "string" and isinstance(value, str):
             raise InvalidInput(f"key {key} is {expected}: give a number")
+        if expected in _INTEGER_RANGES and not isinstance(value, bool):
+            low, high = _INTEGER_RANGES[expected]
+            if not low <= value <= high:  # type: ignore[operator]
+                raise InvalidInput(f"key {key} is {expected}: {value} is out of its range ({low} to {high})")
         keys.append((key, value))
     missing = [k for k in cls.keys if k not in dict(keys)]
     if missing:
@@ -68,4 +77,7 @@ def find_instance(path: str | ObjectPath, instances: Iterable[CIMObject]) -> CIM
                 continue
         if ObjectPath(wanted.classname, instance.object_path.keys) == relative:
             return instance
-    raise NotFound(f"no instance {path if isinstance(path, str) else str(path)}")
+    text = path if isinstance(path, str) else str(path)
+    if not text.isprintable() or len(text) > 300:  # one line, whatever the key values hold
+        text = repr(text[:300]) + ("..." if len(text) > 300 else "")
+    raise NotFound(f"no instance {text}")

@@ -21,13 +21,17 @@ Grammar (MS-WMI 2.2.1 and Microsoft's WQL reference)::
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import InvalidInput, ServerSessionError
 
 MAX_LENGTH = 16_384  # characters in a query
 MAX_DEPTH = 64  # nested parentheses and NOTs
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # sint64's least and uint64's greatest
+REAL_MAX = Decimal(sys.float_info.max)
 COMPARE_OPS = ("=", "<>", "!=", "<=", ">=", "<", ">")
 EVENT_CLASSES = frozenset(
     name.lower()
@@ -68,7 +72,7 @@ class Property:
 
 @dataclass(frozen=True)
 class Constant:
-    value: Any  # str, int, float, bool or None
+    value: Any  # str, int, Decimal (exact, a number with a fraction or exponent), bool or None
     position: int
 
 
@@ -141,9 +145,9 @@ class Token:
     text: str
 
 
-_SPACE = re.compile(r"\s*")
+_SPACE = re.compile(r"[ \t\r\n\f\v]*")  # ASCII only: no control or exotic space is white space
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"[+-]?(?:0[xX][0-9A-Fa-f]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?![A-Za-z0-9_])")
+NUMBER = re.compile(r"[+-]?(?:0[xX][0-9A-Fa-f]+|[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)(?![A-Za-z0-9_])")
 _OPS = ("<>", "!=", "<=", ">=", "=", "<", ">")
 _PUNCT = "(),*{}.:"
 _ESCAPES = {"\\": "\\", '"': '"', "'": "'"}
@@ -165,10 +169,10 @@ class Lexer:
         char = text[start]
         if char in "'\"":
             return self._string(start, char, raw)
-        number = _NUMBER.match(text, start)
+        number = NUMBER.match(text, start)
         if number:
             self.pos = number.end()
-            return Token("number", _number(number.group()), start + 1, number.group())
+            return Token("number", read_number(number.group(), start + 1), start + 1, number.group())
         name = _NAME.match(text, start)
         if name:
             self.pos = name.end()
@@ -203,14 +207,35 @@ class Lexer:
         raise WQLError(start + 1, "string is not closed")
 
 
-def _number(text: str) -> int | float:
-    sign = -1 if text.startswith("-") else 1
+def read_number(text: str, position: int) -> int | Decimal:
+    """A number that matched NUMBER: an int, or an exact Decimal if it has a fraction or exponent.
+
+    Integers must lie between sint64's least and uint64's greatest value, reals within real64's
+    range (checked before any conversion, so no digit count can slow it down or overflow).
+    """
     body = text.lstrip("+-")
-    if body[:2].lower() == "0x":
-        return sign * int(body, 16)
-    if any(c in body for c in ".eE"):
-        return sign * float(body)
-    return sign * int(body)
+    if body[:2] in ("0x", "0X") or not any(c in body for c in ".eE"):
+        hexadecimal = body[:2] in ("0x", "0X")
+        digits = (body[2:] if hexadecimal else body).lstrip("0") or "0"
+        if len(digits) <= (16 if hexadecimal else 20):
+            value = int(digits, 16 if hexadecimal else 10) * (-1 if text.startswith("-") else 1)
+            if INT_MIN <= value <= INT_MAX:
+                return value
+        raise WQLError(position, f"number {shorten(text)} is out of range (integers: {INT_MIN} to {INT_MAX})")
+    try:
+        real = Decimal(text)  # exact: 600.0000000000000001 is not 600, 1e-400 is not 0
+    except InvalidOperation:  # an exponent beyond what Decimal holds (some 18 digits)
+        raise WQLError(position, f"number {shorten(text)} is out of range (its exponent)") from None
+    if real.copy_abs() > REAL_MAX:
+        raise WQLError(position, f"number {shorten(text)} is out of range (beyond real64's {sys.float_info.max:g})")
+    if real.adjusted() < 20 and real == real.to_integral_value() and INT_MIN <= int(real) <= INT_MAX:
+        return int(real)  # 1e3, 600.0: an integer (the faster comparison)
+    return real
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -262,7 +287,7 @@ class Parser:
         return False
 
     def error(self, token: Token, expected: str) -> WQLError:
-        found = "the end of the query" if token.kind == "eof" else repr(token.text)
+        found = "the end of the query" if token.kind == "eof" else shorten(token.text)
         return WQLError(token.position, f"expected {expected}, found {found}")
 
     def name(self, what: str) -> Token:
