@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
+import logging.handlers
+import math
+import os
+import queue
 import signal
+import stat
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from ..errors import InvalidInput, ServerSessionError, SourceUnavailable
 
 DEFAULT_PORT, DEFAULT_TLS_PORT = 5988, 5989
+MAX_SECONDS = 86400.0  # the largest time option serve takes (one day)
 
 
 @dataclass
@@ -37,6 +46,7 @@ class ServeOptions:
     max_age: float = 1.0
     access_log: str | None = None  # a file; "-" for stderr
     limits: Any = field(default=None)
+    source_timeout: float | None = None  # --timeout of the source options, checked here too
 
 
 def _is_loopback(host: str) -> bool:
@@ -62,8 +72,16 @@ def check_options(options: ServeOptions) -> None:
         raise InvalidInput("choose how clients authenticate: --htpasswd FILE, --pam, or --no-auth")
     if chosen > 1:
         raise InvalidInput("--htpasswd, --pam and --no-auth exclude each other")
-    if options.max_age < 0:
-        raise InvalidInput("--max-age must not be negative")
+    _seconds("--max-age", options.max_age, 0.0)
+    if options.limits is not None:
+        _seconds("--request-timeout", options.limits.request_timeout, 0.1)
+    if options.source_timeout is not None:
+        _seconds("--timeout", options.source_timeout, 0.1)
+
+
+def _seconds(option: str, value: float, low: float) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= MAX_SECONDS:
+        raise InvalidInput(f"{option} must be a number of seconds from {low:g} to {MAX_SECONDS:g}, not {value}")
 
 
 def _import_aiohttp() -> None:
@@ -73,16 +91,150 @@ def _import_aiohttp() -> None:
         raise SourceUnavailable("serve needs aiohttp: pip install 'serversession[server]'") from None
 
 
-def _access_logging(target: str | None) -> None:
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread; drops them (counted) when it cannot keep up."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+class _LogWriter(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes access log lines; a failing write is reported once, not as a traceback per line."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            error = sys.exc_info()[1]
+            logging.getLogger("serversession.server").warning("cannot write the access log: %s", error)
+
+
+def _open_log(target: str) -> TextIO:
+    """The access log file, opened without blocking (a FIFO nobody reads), one clear error otherwise."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags, 0o640)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENOENT:
+            reason = f"its directory {os.path.dirname(os.path.abspath(target))} does not exist"
+        elif exc.errno == errno.ENXIO:
+            reason = "it is a FIFO nobody reads, or a socket"
+        raise InvalidInput(f"cannot open the access log {target}: {reason}") from None
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        os.close(fd)
+        raise InvalidInput(f"cannot open the access log {target}: not a file, FIFO or character device")
+    os.set_blocking(fd, True)  # written by a thread of its own: blocking there stalls no client
+    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+
+def _access_logging(target: str | None) -> logging.handlers.QueueListener | None:
+    """Send the access log to ``target`` through a bounded queue and a writer thread."""
     logger = logging.getLogger("serversession.access")
     logger.propagate = False
     if not target:
         logger.disabled = True
-        return
-    handler: logging.Handler = logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
+        return None
+    stream = sys.stderr if target == "-" else _open_log(target)
+    writer = _LogWriter(stream)
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=10000)
+    logger.addHandler(_DroppingQueueHandler(records))
     logger.setLevel(logging.INFO)
+    listener = logging.handlers.QueueListener(records, writer)
+    listener.start()
+    return listener
+
+
+class _RateLimit(logging.Filter):
+    """At most ``burst`` records of one kind per ``window`` seconds; the next one says how many were left out.
+
+    Failed logins and refused requests are what a hostile client makes: it must not fill the log.
+    """
+
+    def __init__(self, burst: int = 10, window: float = 10.0) -> None:
+        super().__init__()
+        self.burst, self.window = burst, window
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, Any], list[float | int]] = {}  # kind -> [window start, count, left out]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = (record.name, record.msg)
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.get(kind)
+            if seen is None or now - seen[0] > self.window:
+                left_out = int(seen[2]) if seen is not None else 0
+                if len(self._seen) > 1000:
+                    self._seen.clear()
+                self._seen[kind] = [now, 1, 0]
+                if left_out:
+                    record.msg, record.args = f"{record.getMessage()} ({left_out} more like it left out)", None
+                return True
+            seen[1] += 1
+            if seen[1] <= self.burst:
+                return True
+            seen[2] += 1
+            return False
+
+
+class _OneLine(logging.Formatter):
+    """aiohttp's and asyncio's messages on one line: the exception's type and text, no traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text += f": {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        return f"serversession: {record.levelname.lower()}: {text}"[:2000]
+
+
+class _ClientFaults(logging.Filter):
+    """Malformed HTTP from a client is the client's problem: debug level, not the server's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError | ConnectionError):
+            return logging.getLogger("serversession").isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _server_logging() -> None:
+    """No traceback from a hostile request in the log, and no flood of lines either."""
+    limit = _RateLimit()
+    for name in ("serversession.server", "serversession.server.auth"):
+        logging.getLogger(name).addFilter(limit)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    handler.addFilter(_ClientFaults())
+    handler.addFilter(limit)
+    for name in ("aiohttp", "asyncio"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG if os.environ.get("SERVERSESSION_DEBUG") else logging.WARNING)
+
+
+def _more_files() -> None:
+    """Raise the soft limit of open files to the hard one (many idle clients must not starve the others)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def serve(options: ServeOptions, read: Callable[[], list[Any]], echo: Callable[[str], Any]) -> None:
@@ -104,11 +256,15 @@ def serve(options: ServeOptions, read: Callable[[], list[Any]], echo: Callable[[
         echo("WARNING: --no-auth: anyone who can reach the port can read the sessions")
     context = tls_context(options.tls_cert, options.tls_key) if options.tls_cert and options.tls_key else None
     port = options.port or (DEFAULT_TLS_PORT if context else DEFAULT_PORT)
-    _access_logging(options.access_log)
+    _server_logging()
+    _more_files()
+    listener = _access_logging(options.access_log)
     server = Server(Repository(read, max_age=options.max_age), authenticator, options.limits or Limits())
 
     async def main() -> None:
-        runner = web.AppRunner(server.app(), access_log=None, handler_cancellation=True, keepalive_timeout=15)
+        runner = web.AppRunner(
+            server.app(), access_log=None, handler_cancellation=True, keepalive_timeout=15, auto_decompress=False
+        )
         await runner.setup()
         site = web.TCPSite(runner, options.bind, port, ssl_context=context, backlog=128)
         try:
@@ -127,4 +283,29 @@ def serve(options: ServeOptions, read: Callable[[], list[Any]], echo: Callable[[
         echo("stopping")
         await runner.cleanup()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if listener is not None:
+            listener.stop()
+    _exit_past_stuck_workers()
+
+
+def _exit_past_stuck_workers(grace: float = 2.0) -> None:
+    """End the process even if an abandoned operation still runs (a thread cannot be stopped).
+
+    The interpreter would otherwise wait for it at exit, and the server would not stop on SIGTERM.
+    """
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread.name.startswith("serversession-") and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in threading.enumerate() if t.name.startswith("serversession-") and t.is_alive()]
+    if stuck:
+        logging.getLogger("serversession.server").warning(
+            "%d operations still running; stopping without waiting for them", len(stuck)
+        )
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(0)

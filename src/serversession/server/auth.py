@@ -1,31 +1,45 @@
 """HTTP Basic authentication for ``serversession serve``: an Apache htpasswd file (bcrypt) or PAM.
 
-Checks are blocking (bcrypt, PAM conversations); the server runs them in a thread. Passwords are
-never logged, kept or compared outside bcrypt and PAM.
+Checks are blocking (bcrypt, PAM conversations); the server runs them in a small pool of their
+own (:class:`LoginGate`), with a cap on the checks waiting, so that a flood of wrong passwords
+costs a bounded amount of work and never delays requests of users already logged in. Passwords
+are never logged, and kept only as an HMAC under a per-process key while a success is cached.
+
+Every htpasswd check costs the same bcrypt work whoever the user is: an unknown user is checked
+against a dummy hash at the file's highest cost, and a user whose hash has a lower cost pays the
+difference in dummy checks (costs c, c+1, ... max-1 add up to 2**max - 2**c), so timing tells
+neither whether a user exists nor which cost their entry has.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import concurrent.futures
+import contextlib
+import errno
 import hashlib
+import hmac
 import logging
 import os
 import re
 import secrets
-import stat
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..errors import InvalidInput, ServerSessionError
+from ..errors import InvalidInput, ServerSessionError, SourceUnavailable
+from ..files import read_bytes
+from .work import Busy
 
 log = logging.getLogger(__name__)
 
 MAX_HEADER = 4096  # bytes of an Authorization header worth looking at
 MAX_FILE = 16 * 1024 * 1024  # an htpasswd file larger than this is a mistake
+MAX_COST = 17  # the highest bcrypt cost Apache's htpasswd makes (-C 4 to 17); each step doubles a check
 BCRYPT_MAX = 72  # bcrypt (and Apache's htpasswd -B) use the first 72 bytes of a password
 RACY_NS = 2_000_000_000  # a file changed this recently may change again within the same timestamp tick
 
@@ -69,7 +83,19 @@ class Authenticator(Protocol):
 @dataclass(frozen=True)
 class _Table:
     users: dict[str, bytes]  # user -> bcrypt hash
-    dummy: bytes  # a bcrypt hash of a random password, at the file's usual cost
+    max_cost: int  # the highest cost in the file: every check costs one check at it
+    dummies: dict[int, bytes]  # cost -> a bcrypt hash of a random password, for the costs in the file and up
+
+
+def _cost(hashed: bytes) -> int:
+    return int(hashed[4:6])
+
+
+def _dummies(low: int, high: int) -> dict[int, bytes]:
+    """Dummy hashes at costs ``low`` to ``high``: making them costs about two checks at ``high``."""
+    import bcrypt
+
+    return {cost: bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost)) for cost in range(low, high + 1)}
 
 
 _OTHER_SCHEMES = (
@@ -113,6 +139,11 @@ def _parse_htpasswd(path: str, data: bytes) -> _Table:
             match = _BCRYPT.fullmatch(hashed)
             if match is None or not 4 <= int(match.group(1)) <= 31:
                 raise InvalidInput(f"{where}: user {user} has a damaged bcrypt entry")
+            if int(match.group(1)) > MAX_COST:
+                raise InvalidInput(
+                    f"{where}: user {user} has bcrypt cost {int(match.group(1))}; at most {MAX_COST} "
+                    f"(as htpasswd -C allows): every login would take too long"
+                )
             costs[int(match.group(1))] += 1
         else:
             raise InvalidInput(
@@ -122,11 +153,7 @@ def _parse_htpasswd(path: str, data: bytes) -> _Table:
         first_line[user] = number
     if not users:
         raise InvalidInput(f"htpasswd file {path} has no users: add one with htpasswd -B {path} USER")
-    import bcrypt
-
-    cost = costs.most_common(1)[0][0]
-    dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
-    return _Table(users, dummy)
+    return _Table(users, max(costs), _dummies(min(costs), max(costs)))
 
 
 def _signature(st: os.stat_result) -> tuple[int, ...]:
@@ -136,9 +163,11 @@ def _signature(st: os.stat_result) -> tuple[int, ...]:
 class HtpasswdAuth:
     """Passwords from an Apache htpasswd file with bcrypt entries (``htpasswd -B``).
 
-    The file is read at start (errors raise InvalidInput) and again whenever it changes. If a
-    changed file cannot be read or parsed, every check fails (and a warning is logged) until it is
-    fixed. Unknown users pay the same bcrypt check as known ones.
+    The file is read at start (errors raise InvalidInput) and again whenever it changes (checked
+    on each check and by :meth:`refresh`), always through :func:`serversession.files.read_bytes`:
+    a FIFO, a device or an oversized file is refused, never read. If a changed file cannot be
+    read or parsed, every check fails (and a warning is logged) until it is fixed. ``generation``
+    changes whenever the entries do (a cache of successful checks keyed on it forgets them).
     """
 
     def __init__(self, path: str) -> None:
@@ -148,26 +177,25 @@ class HtpasswdAuth:
             raise ServerSessionError("--htpasswd needs bcrypt: pip install 'serversession[server]'") from None
         self.path = os.path.abspath(path)
         self.description = f"htpasswd file {self.path}"
+        self.generation = 0
         self._lock = threading.Lock()
         self._signature: tuple[int, ...] | None = None
         self._digest = b""
         self._racy = False
         self._table: _Table | None = self._load()
-        self._dummy = self._table.dummy  # kept for the checks made while a changed file is invalid
+        # kept for the checks made while a changed file is invalid: they cost what they cost before
+        self._max_cost, self._dummy = self._table.max_cost, self._table.dummies[self._table.max_cost]
         log.info("%s: %d users", self.description, len(self._table.users))
 
     def _read(self) -> tuple[tuple[int, ...], bytes]:
         """The file's signature and contents; InvalidInput when it cannot be read."""
         try:
-            with open(self.path, "rb") as file:
-                st = os.fstat(file.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise InvalidInput(f"htpasswd file {self.path} is not a regular file")
-                if st.st_size > MAX_FILE:
-                    raise InvalidInput(f"htpasswd file {self.path} is larger than {MAX_FILE // 2**20} MiB")
-                data = file.read(MAX_FILE + 1)
+            st = os.stat(self.path)
+            data = read_bytes(self.path, "htpasswd file", MAX_FILE)
         except OSError as exc:
             raise InvalidInput(f"htpasswd file {self.path}: cannot read: {exc.strerror or exc}") from None
+        except SourceUnavailable as exc:
+            raise InvalidInput(_unreadable(self.path, exc)) from None
         self._racy = time.time_ns() - st.st_mtime_ns < RACY_NS
         return _signature(st), data
 
@@ -191,27 +219,52 @@ class HtpasswdAuth:
                 digest = hashlib.sha256(data).digest()
                 if digest != self._digest or self._table is None:
                     table = _parse_htpasswd(self.path, data)
-                    self._table, self._dummy = table, table.dummy
+                    self._table, self._max_cost = table, table.max_cost
+                    self._dummy = table.dummies[table.max_cost]
+                    self.generation += 1
                     log.info("%s changed: %d users", self.description, len(table.users))
                 self._signature, self._digest = signature, digest
             except InvalidInput as exc:
                 if self._table is not None or signature != self._signature:
                     log.warning("%s; refusing every login until it is fixed", exc)
+                if self._table is not None:
+                    self.generation += 1
                 self._table, self._signature, self._digest = None, signature, b""
             return self._table
 
+    def refresh(self) -> None:
+        """Notice a change of the file now (``generation``), without checking a password."""
+        self._current()
+
     def check(self, user: str, password: str) -> bool:
-        """True when the file has a bcrypt entry for ``user`` that ``password`` matches."""
+        """True when the file has a bcrypt entry for ``user`` that ``password`` matches.
+
+        Costs one bcrypt check at the file's highest cost, whoever ``user`` is.
+        """
         import bcrypt
 
         table = self._current()
         known = table.users.get(user) if table is not None else None
         secret = password.encode("utf-8", "surrogatepass")[:BCRYPT_MAX]
+        target = known if known is not None else self._dummy
         try:
-            matched = bcrypt.checkpw(secret, known if known is not None else self._dummy)
+            matched = bcrypt.checkpw(secret, target)
         except ValueError:
             matched = False
+        if table is not None:
+            for cost in range(_cost(target), table.max_cost):  # pad to the cost of the dearest entry
+                bcrypt.checkpw(secret, table.dummies[cost])
         return matched and known is not None
+
+
+def _unreadable(path: str, exc: SourceUnavailable) -> str:
+    """files.py's verdict on the htpasswd file, as one line naming it."""
+    cause = exc.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"htpasswd file {path}: cannot read: {cause.strerror}"
+    if str(exc).endswith("is a directory, not a file"):
+        return f"htpasswd file {path}: cannot read: {os.strerror(errno.EISDIR)}"
+    return str(exc)
 
 
 class PamAuth:
@@ -260,3 +313,89 @@ def make_authenticator(htpasswd: str | None, pam: bool, pam_service: str = "logi
     if pam:
         return PamAuth(pam_service)
     raise InvalidInput("choose how clients authenticate: --htpasswd FILE or --pam")
+
+
+class LoginGate:
+    """Password checks for the server: a small pool of their own, a cap, and a cache of successes.
+
+    - At most ``workers`` checks run at once and at most ``max_pending`` wait or run; a client
+      address may hold half of those. Past that, :meth:`check` raises :class:`Busy` at once (no
+      bcrypt): a flood of wrong passwords costs a bounded amount of work.
+    - A successful check is remembered for ``cache_seconds`` under an HMAC (per-process random
+      key) of user and password, and forgotten as soon as the authenticator's ``generation``
+      changes (the htpasswd file changed): a logged-in client's next requests cost no bcrypt,
+      and a removed user or changed password stops working at once.
+    """
+
+    MAX_CACHED = 4096
+
+    def __init__(
+        self, authenticator: Authenticator, workers: int = 2, max_pending: int = 32, cache_seconds: float = 60.0
+    ) -> None:
+        self.authenticator = authenticator
+        self.max_pending = max(1, max_pending)
+        self.per_client = max(1, self.max_pending // 2)
+        self.cache_seconds = cache_seconds
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="serversession-login"
+        )
+        self._pending = 0
+        self._pending_by: Counter[str] = Counter()
+        self._key = secrets.token_bytes(32)
+        self._cache: dict[bytes, tuple[str, float, int]] = {}
+
+    def _generation(self) -> int:
+        return int(getattr(self.authenticator, "generation", 0))
+
+    async def check(self, user: str, password: str, client: str) -> bool:
+        """True when ``password`` is ``user``'s; :class:`Busy` when too many checks are waiting."""
+        key = hmac.new(self._key, f"{user}\0{password}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        generation = self._generation()
+        cached = self._cache.get(key)
+        if cached is not None:
+            if cached[1] > time.monotonic() and cached[2] == generation:
+                return True
+            del self._cache[key]
+        if self._pending >= self.max_pending:
+            raise Busy(f"{self._pending} password checks are waiting already")
+        if self._pending_by[client] >= self.per_client:
+            raise Busy(f"{self._pending_by[client]} password checks from {client} are waiting already")
+        future = self._executor.submit(self.authenticator.check, user, password)
+        self._count(client, future)
+        if not await asyncio.wrap_future(future):  # a caller that goes away leaves the check to finish
+            return False
+        if len(self._cache) >= self.MAX_CACHED:
+            now = time.monotonic()
+            for stale in [k for k, v in self._cache.items() if v[1] <= now or v[2] != generation]:
+                del self._cache[stale]
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+        self._cache[key] = (user, time.monotonic() + self.cache_seconds, generation)
+        return True
+
+    def _count(self, client: str, future: concurrent.futures.Future[bool]) -> None:
+        """Count the check as pending until it ends (even if its request is gone by then)."""
+        loop = asyncio.get_running_loop()
+        self._pending += 1
+        self._pending_by[client] += 1
+
+        def finished() -> None:
+            self._pending -= 1
+            self._pending_by[client] -= 1
+            if self._pending_by[client] <= 0:
+                del self._pending_by[client]
+
+        def done(_: concurrent.futures.Future[bool]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+                loop.call_soon_threadsafe(finished)
+
+        future.add_done_callback(done)
+
+    async def refresh(self) -> None:
+        """Let the authenticator notice a changed file (invalidating cached successes)."""
+        refresh = getattr(self.authenticator, "refresh", None)
+        if refresh is not None:
+            await asyncio.get_running_loop().run_in_executor(None, refresh)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -8,7 +8,10 @@ envelope elements written here.
 
 from __future__ import annotations
 
+import codecs
 import io
+import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +19,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+
+from ..xmltext import xml_safe
+
+log = logging.getLogger("serversession.server")
+_DECLARED_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?<\?xml[^>]{0,200}?\sencoding\s*=\s*[\"']([^\"']{0,64})[\"']")
+_OTHER_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 # DSP0200 status codes
 CIM_ERR_FAILED = 1
@@ -84,23 +93,64 @@ class Request:
             raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{name} must be an integer") from None
 
 
+def check_encoding(body: bytes) -> None:
+    """Refuse a body that is not UTF-8 (DSP0200): another declared encoding, a UTF-16/32 mark."""
+    if body.startswith(_OTHER_BOMS):
+        raise ProtocolError(400, "request-not-well-formed", "the body is UTF-16 or UTF-32; CIM-XML requests are UTF-8")
+    match = _DECLARED_ENCODING.match(body)
+    if match is None:
+        return
+    name = match.group(1).decode("ascii", "replace")
+    try:
+        known = codecs.lookup(name).name if re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]*", name) else None
+    except LookupError:
+        known = None
+    if known not in ("utf-8", "ascii"):
+        raise ProtocolError(
+            400,
+            "request-not-well-formed",
+            f"the XML declaration names encoding {name[:64]!r}; CIM-XML requests are UTF-8",
+        )
+
+
 def check_xml(body: bytes, max_depth: int) -> None:
     """Refuse what is not safe, well-formed XML: ProtocolError 400 request-not-well-formed."""
+    check_encoding(body)
     try:
         depth = 0
-        for event, _ in SafeET.iterparse(io.BytesIO(body), events=("start", "end"), forbid_dtd=True):
-            depth += 1 if event == "start" else -1
-            if depth > max_depth:
-                raise ProtocolError(400, "request-not-valid", f"XML nested deeper than {max_depth} levels")
+        for event, element in SafeET.iterparse(io.BytesIO(body), events=("start", "end"), forbid_dtd=True):
+            if event == "start":
+                depth += 1
+                if depth > max_depth:
+                    raise ProtocolError(400, "request-not-valid", f"XML nested deeper than {max_depth} levels")
+            else:
+                depth -= 1
+                element.clear()  # only the shape matters here: keep no tree
     except DefusedXmlException as exc:
         raise ProtocolError(400, "request-not-well-formed", f"refused XML: {type(exc).__name__}") from None
     except SafeET.ParseError as exc:
         raise ProtocolError(400, "request-not-well-formed", f"XML is not well-formed: {exc}") from None
+    except (ValueError, LookupError, UnicodeError) as exc:  # what expat raises for encodings it cannot read
+        raise ProtocolError(400, "request-not-well-formed", f"XML cannot be read: {exc}") from None
 
 
 def parse_request(body: bytes, max_depth: int = 32) -> Request:
-    """Check and decode a CIM-XML request body into a :class:`Request`."""
+    """Check and decode a CIM-XML request body into a :class:`Request`.
+
+    Raises ProtocolError (an HTTP error) or CIMErrorWithId (an ERROR answer), nothing else: what
+    the parsers raise unexpectedly is a request the server cannot read (400), logged on one line.
+    """
     check_xml(body, max_depth)
+    try:
+        return _decode(body)
+    except (ProtocolError, CIMErrorWithId):
+        raise
+    except Exception as exc:
+        log.warning("unexpected %s while reading a request: %s", type(exc).__name__, str(exc)[:200])
+        raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {type(exc).__name__}") from None
+
+
+def _decode(body: bytes) -> Request:
     from pywbem import Error as PywbemError
     from pywbem._tupleparse import TupleParser, kids
     from pywbem._tupletree import xml_to_tupletree_sax
@@ -139,7 +189,13 @@ def parse_request(body: bytes, max_depth: int = 32) -> Request:
         raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {exc}") from None
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {type(exc).__name__}") from None
-    return Request(message_id, attrs["NAME"], namespace, {name.lower(): value for name, value in params})
+    seen: dict[str, Any] = {}
+    for name, value in params:
+        if name.lower() in seen:
+            error = CIMError(CIM_ERR_INVALID_PARAMETER, f"parameter {name[:100]} is given more than once")
+            raise CIMErrorWithId(message_id, attrs["NAME"], error)
+        seen[name.lower()] = value
+    return Request(message_id, attrs["NAME"], namespace, seen)
 
 
 class CIMErrorWithId(Exception):
@@ -153,20 +209,36 @@ class CIMErrorWithId(Exception):
         self.extrinsic = extrinsic
 
 
-def _envelope(message_id: str, method: str, inner: str, element: str = "IMETHODRESPONSE") -> bytes:
+def _head(message_id: str, method: str, element: str = "IMETHODRESPONSE") -> str:
     return (
         '<?xml version="1.0" encoding="utf-8" ?>\n'
         '<CIM CIMVERSION="2.0" DTDVERSION="2.0">'
         f'<MESSAGE ID={quoteattr(message_id)} PROTOCOLVERSION="1.0"><SIMPLERSP>'
-        f"<{element} NAME={quoteattr(method)}>{inner}</{element}>"
-        "</SIMPLERSP></MESSAGE></CIM>"
-    ).encode()
+        f"<{element} NAME={quoteattr(method)}>"
+    )
+
+
+def _envelope(message_id: str, method: str, inner: str, element: str = "IMETHODRESPONSE") -> bytes:
+    # the head quotes the client's message id and method; inner may quote its text in an error
+    return xml_safe(_head(message_id, method, element) + f"{inner}</{element}></SIMPLERSP></MESSAGE></CIM>").encode()
 
 
 def method_response(
-    message_id: str, method: str, values: Iterable[str] | None, out_params: dict[str, tuple[str, Any]] | None = None
+    message_id: str,
+    method: str,
+    values: Iterable[str] | None = None,
+    out_params: dict[str, tuple[str, Any]] | None = None,
+    encoded: bytes | None = None,
 ) -> bytes:
-    """An IMETHODRESPONSE: IRETURNVALUE holding ``values`` (XML fragments) and typed out parameters."""
+    """An IMETHODRESPONSE: IRETURNVALUE holding ``values`` (XML fragments) and typed out parameters.
+
+    ``encoded``: the IRETURNVALUE's content already joined and encoded (shared by many responses).
+    """
+    if encoded is not None and not out_params:
+        head = xml_safe(_head(message_id, method)) + "<IRETURNVALUE>"
+        return head.encode() + encoded + b"</IRETURNVALUE></IMETHODRESPONSE></SIMPLERSP></MESSAGE></CIM>"
+    if encoded is not None:
+        values = [encoded.decode()]
     inner = "" if values is None else "<IRETURNVALUE>" + "".join(values) + "</IRETURNVALUE>"
     for name, (cim_type, value) in (out_params or {}).items():
         inner += f"<PARAMVALUE NAME={quoteattr(name)} PARAMTYPE={quoteattr(cim_type)}>"

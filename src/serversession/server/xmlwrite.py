@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..model import CIMObject, ClassDef
 from ..model.instances import cim_datetime_text
+from ..xmltext import xml_safe
 
 _EMPTY_ELEMENT = re.compile(r"<([A-Z][A-Z0-9_.]*)([^<>]*?)/>")
 
@@ -31,7 +32,7 @@ def _value(value: Any) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, datetime):
         return cim_datetime_text(value)
-    return escape(str(value))
+    return xml_safe(escape(str(value)))  # names come from clients: any character
 
 
 def instance_xml(
@@ -87,6 +88,6 @@ def namespace_xml(namespace: str) -> str:
 def instance_path_xml(instance: CIMObject, cls: ClassDef, host: str, namespace: str) -> str:
     """``<INSTANCEPATH>``: host, namespace and instance name."""
     return (
-        f"<INSTANCEPATH><NAMESPACEPATH><HOST>{escape(host)}</HOST>{namespace_xml(namespace)}</NAMESPACEPATH>"
+        f"<INSTANCEPATH><NAMESPACEPATH><HOST>{xml_safe(escape(host))}</HOST>{namespace_xml(namespace)}</NAMESPACEPATH>"
         f"{instance_name_xml(instance, cls)}</INSTANCEPATH>"
     )
