@@ -145,3 +145,55 @@ def _find_library(pattern: str) -> str:
     if not found:
         pytest.fail(f"{pattern} not found: install libpam-wrapper (scripts/dev test does)")
     return found[0]
+
+
+# A real session whose client name is hostile. Samba keeps only [A-Za-z0-9.-_] of the NetBIOS
+# name a client sends (alpha_strcpy); the name is then changed in smbd's session database to
+# one of the same length, so the record stays intact.
+NETBIOS_NAME = "HOSTILE12345678"
+HOSTILE_NAME = "[b]x[/]\x1b[2J\x07\r\x85"  # 15 bytes in UTF-8, as the name it replaces
+
+
+def _netbios_name(name: str, suffix: int) -> bytes:
+    raw = name.encode("ascii").ljust(15)[:15] + bytes([suffix])
+    return bytes([32]) + bytes(b for c in raw for b in (0x41 + (c >> 4), 0x41 + (c & 0x0F))) + b"\x00"
+
+
+@pytest.fixture
+def hostile_session(sandbox: Sandbox, connect, monkeypatch) -> Iterator[Sandbox]:
+    import smbprotocol.connection
+    from smbprotocol.transport import Tcp
+
+    from serversession.sources.samba import _import_bindings
+
+    class NetbiosTcp(Tcp):
+        def connect(self) -> None:
+            super().connect()
+            body = _netbios_name("*SMBSERVER", 0x20) + _netbios_name(NETBIOS_NAME, 0x00)
+            self._sock.sendall(bytes([0x81, 0]) + len(body).to_bytes(2, "big") + body)
+            self._sock.settimeout(10)
+            assert self._sock.recv(4)[:1] == b"\x82"  # POSITIVE SESSION RESPONSE
+            self._sock.settimeout(None)
+
+    monkeypatch.setattr(smbprotocol.connection, "Tcp", NetbiosTcp)
+    connect("carol")
+    monkeypatch.undo()
+    tdb = _import_bindings()[0]
+    db = tdb.Tdb(os.path.join(sandbox.directory, "lock", "smbXsrv_session_global.tdb"), 0, 0x1000, os.O_RDWR)
+    needle = NETBIOS_NAME.lower().encode() + b"\0"
+    hostile_bytes = HOSTILE_NAME.encode() + b"\0"
+    assert len(hostile_bytes) == len(needle)
+    try:
+        (key,) = [k for k in db if needle in (db.get(k) or b"")]
+        db.store(key, db.get(key).replace(needle, hostile_bytes), tdb.REPLACE)
+    finally:
+        db.close()
+    yield sandbox
+
+
+def xml_kept(text: str) -> str:
+    """What XML keeps of a text (formats.py): U+FFFD for what XML 1.0 cannot hold."""
+    return "".join(
+        "\ufffd" if (ord(c) < 0x20 and c not in "\t\n\r") or 0xD800 <= ord(c) <= 0xDFFF or c in "\ufffe\uffff" else c
+        for c in text
+    )

@@ -193,6 +193,25 @@ def test_endless_output_is_refused_at_256_mb(tmp_path):
         run_smbstatus([endless], 60)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # 4.15-4.16 (samba_cmdline): popt refuses the option, prints the usage last, exit 1
+        "print('\\nInvalid option --json: unknown option\\n', file=sys.stderr)\n"
+        "print('Usage: [-?pvLSNbPRBnfV] [-?|--help] [--usage] [-p|--processes]', file=sys.stderr)\nsys.exit(1)\n",
+        # a release whose popt loop ignores an unknown option: the plain report, exit 0
+        "print('\\nSamba version 4.13.17\\nPID     Username     Group        Machine')\n",
+    ],
+    ids=["refused", "ignored"],
+)
+def test_an_smbstatus_without_json_says_so(sandbox, tmp_path, body):
+    """smbstatus has --json from Samba 4.17 (and only when built with JSON support)."""
+    older = stand_in(tmp_path, body)
+    with pytest.raises(SourceUnavailable, match=r"^smbstatus has no --json option \(Samba before 4\.17") as caught:
+        read_smbstatus(sandbox.conf_path, 10, sandbox.environment(), binary=older)
+    assert not isinstance(caught.value, SourceDataError)
+
+
 def test_a_failing_smbstatus_says_why(tmp_path):
     failing = stand_in(tmp_path, "print('{}')\nprint('smbstatus only works as root!', file=sys.stderr)\nsys.exit(1)\n")
     with pytest.raises(SourceUnavailable, match=r"smbstatus failed \(exit 1\): smbstatus only works as root!"):
@@ -246,6 +265,11 @@ GOOD_SESSION = {
         ("hostname", "ipv4:not-an-ip:1", "is not an address"),
         ("session_dialect", "SMB3 11; rm", "not a dialect name"),
         ("creation_time", "yesterday", "creation_time 'yesterday' is not a time"),
+        ("creation_time", "0000-01-01T00:00:00", "is not a time"),
+        ("creation_time", "2025-02-30T12:00:00.000000+01:00", "is not a time"),
+        ("creation_time", "1969-12-31T23:59:59Z", "is not a time"),
+        ("creation_time", "2025-01-31T12:00:00+25:00", "has no UTC offset"),
+        ("creation_time", "-1 seconds since the Epoch", "is not a time"),
         ("channels", {"1": {"local_address": "ipv4:127.0.0.1:445"}}, "remote_address is missing"),
         ("channels", {}, "channels is not a non-empty object"),
     ],
@@ -360,9 +384,34 @@ def test_check_sessions_warns_about_connections_without_a_session(sandbox, conne
     warning = sc.check_sessions(connections, [], min_age=1.0)
     assert warning is not None
     assert warning.startswith("2 of 2 connections to smbd have no session:")
-    assert sc.check_sessions(connections, sc.endpoints_of(records), min_age=1.0) is None
-    status = read_smbstatus(sandbox.conf_path, 30, sandbox.environment())
-    assert sc.check_sessions(connections, sc.endpoints_of(status), min_age=1.0) is None
+    assert sc.check_sessions(connections, client_endpoints(records), min_age=1.0) is None
+    status = document_sessions(smbstatus_json(sandbox))
+    assert sc.check_sessions(connections, [channel for s in status for channel in s.channels], min_age=1.0) is None
+    assert sc.check_sessions(connections, [], min_age=1.0, authenticating=client_endpoints(records)) is None
+
+
+def client_endpoints(records: list[SessionRecord]) -> list[tcp_idle.Endpoint]:
+    """The client endpoints of sessions as a source returned them (``client_address``, ``ip:port``)."""
+    out = []
+    for record in records:
+        host, _, port = (record.client_address or "").rpartition(":")
+        out.append((tcp_idle.normalize_ip(host), int(port)))
+    return out
+
+
+def test_check_sessions_takes_pairs_endpoints_and_logons_in_progress():
+    connection = sc.Connection(("127.0.0.1", 445), ("127.0.0.1", 50000), 4321, 60.0, 100)
+    warning = sc.check_sessions([connection], [(("127.0.0.1", 445), ("127.0.0.1", 50001))])
+    assert warning == (
+        "1 of 1 connection to smbd has no session: logged off (clients keep connections for reuse), never logged "
+        "on, or lost from the session database (damaged?): 127.0.0.1:50000 (smbd pid 4321)"
+    )
+    assert sc.check_sessions([connection], [(("127.0.0.1", 445), ("127.0.0.1", 50000))]) is None
+    assert sc.check_sessions([connection], [(None, ("127.0.0.1", 50000))]) is None  # smbstatus before 4.20
+    assert sc.check_sessions([connection], [("127.0.0.1", 50000)]) is None
+    assert sc.check_sessions([connection], [], authenticating=[(("127.0.0.1", 445), ("127.0.0.1", 50000))]) is None
+    assert sc.check_sessions([connection], [], min_age=61.0) is None
+    assert sc.check_sessions(None, []) is None
 
 
 @pytest.fixture

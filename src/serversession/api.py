@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidInput
 from .model import CIMObject, server_sessions
 from .sources import DEFAULT_TIMEOUT, open_source, read_sessions
 from .sources.remote import SMB_PORT
@@ -12,6 +14,20 @@ from .sources.remote import SMB_PORT
 if TYPE_CHECKING:
     from .sources.multi import HostFailure
     from .wql import QueryResult
+
+MAX_TIMEOUT = 86400.0  # seconds: a day
+
+
+def _check(timeout: float, texts: dict[str, str | None]) -> None:
+    """InvalidInput for a time-out that is not a number of seconds in (0, MAX_TIMEOUT], or a
+    file name or user name holding a NUL character (the OS would refuse it deep inside)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidInput(f"timeout {timeout!r} is not a number of seconds")
+    if not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT:
+        raise InvalidInput(f"timeout {timeout!r} is not a number of seconds above 0 and at most {MAX_TIMEOUT:g}")
+    for name, text in texts.items():
+        if text is not None and "\0" in text:
+            raise InvalidInput(f"{name} {text!r} holds a NUL character")
 
 
 def sessions(
@@ -43,8 +59,10 @@ def sessions(
     :param failures: if a list, the hosts that failed are appended to it. A failing host is
         also logged (logger ``serversession``, level ERROR); the others' sessions are returned.
     :raises serversession.errors.ServerSessionError: the source cannot be read (with several
-        hosts: none of them could).
+        hosts: none of them could); InvalidInput for a time-out that is not a number of seconds
+        above 0 and at most a day (86400).
     """
+    _check(timeout, {"smb_conf": smb_conf, "hosts_file": hosts_file, "password_file": password_file, "user": user})
     reader = open_source(
         source,
         smb_conf=smb_conf,

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -16,10 +17,46 @@ from typing import Any
 import click
 
 from . import __version__
-from .cli import PROG, list_text
+from .api import MAX_TIMEOUT
+from .cli import PROG, emit, list_text
 from .errors import ServerSessionError
-from .formats import FORMATS, render
+from .formats import FORMATS, render, visible
 from .sources import DEFAULT_TIMEOUT, SOURCE_NAMES
+
+MAX_TABLE_WIDTH = 10000  # characters: a terminal (COLUMNS) claiming more gets this
+
+
+class Seconds(click.ParamType):
+    """A number of seconds in [minimum, maximum]: finite (not nan or inf), as a float."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def get_metavar(self, param: click.Parameter) -> str:
+        return "SECONDS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
+            self.fail(f"{value!r} is not a number of seconds from {self.minimum:g} to {self.maximum:g}", param, ctx)
+        return number
+
+
+def _not_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """An option given as an empty string (``--smb-conf "$UNSET"``) is a mistake, not the default."""
+    values = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, str) and not v.strip() for v in values):
+        raise click.BadParameter("must not be empty", ctx=ctx, param=param)
+    return value
 
 
 def source_options(
@@ -41,14 +78,15 @@ def source_options(
             "--smb-conf",
             metavar="PATH",
             envvar="SERVERSESSION_SMB_CONF",
+            callback=_not_empty,
             help="Samba configuration (default: Samba's own default path).",
         ),
         click.option(
             "--timeout",
-            type=click.FloatRange(min=0.1),
+            type=Seconds(0.1, MAX_TIMEOUT),
             default=DEFAULT_TIMEOUT,
             show_default=True,
-            help="Seconds to wait for the source (for each host).",
+            help=f"Seconds to wait for the source (for each host), 0.1 to {MAX_TIMEOUT:g}.",
         ),
         click.option(
             "--host",
@@ -57,7 +95,12 @@ def source_options(
             multiple=True,
             help="SMB server to ask over MS-SRVS (srvsvc); repeat for several.",
         ),
-        click.option("--hosts-file", metavar="FILE", help="File of hosts for srvsvc, one per line (# comments)."),
+        click.option(
+            "--hosts-file",
+            metavar="FILE",
+            callback=_not_empty,
+            help="File of hosts for srvsvc, one per line (# comments).",
+        ),
         click.option(
             *port_flags,
             "smb_port",
@@ -66,10 +109,16 @@ def source_options(
             show_default=True,
             help="SMB port of the hosts given without one.",
         ),
-        click.option("--user", metavar="DOMAIN\\USER", help="Account for srvsvc (USER or USER@DOMAIN work too)."),
+        click.option(
+            "--user",
+            metavar="DOMAIN\\USER",
+            callback=_not_empty,
+            help="Account for srvsvc (USER or USER@DOMAIN work too).",
+        ),
         click.option(
             "--password-file",
             metavar="FILE",
+            callback=_not_empty,
             help="File whose first line is the password (default: env SERVERSESSION_PASSWORD).",
         ),
     ]
@@ -93,7 +142,7 @@ def list_command(fmt: str, **source: Any) -> None:
     With several hosts, a host that fails gets an error line and the others are listed;
     the exit code is 1 only if every host failed.
     """
-    click.echo(list_text(fmt, _table_width(fmt), source), nl=False)
+    emit(list_text(fmt, _table_width(fmt), source, _encoding()), utf8=fmt != "table")
 
 
 @main.command("schema")
@@ -107,7 +156,7 @@ def schema_command(classname: str | None, fmt: str) -> None:
     schema = load_schema()
     names = [schema.get(classname).name] if classname else list(schema.classes)
     if fmt == "mof":
-        click.echo("\n".join(class_mof(name) for name in names), nl=False)
+        emit("\n".join(class_mof(name) for name in names), utf8=True)
         return
     out = []
     for name in names:
@@ -130,15 +179,16 @@ def schema_command(classname: str | None, fmt: str) -> None:
                 ],
             }
         )
-    click.echo(json.dumps(out[0] if classname else out, indent=2))
+    emit(json.dumps(out[0] if classname else out, indent=2) + "\n", utf8=True)
 
 
 sandbox_dir = click.option(
     "--dir",
     "directory",
-    default=lambda: os.environ.get("SERVERSESSION_SANDBOX", "/tmp/serversession-sandbox"),
+    default=lambda: os.environ.get("SERVERSESSION_SANDBOX") or "/tmp/serversession-sandbox",
     show_default="/tmp/serversession-sandbox",
     type=click.Path(file_okay=False),
+    callback=_not_empty,
     help="Directory holding the sandbox (also env SERVERSESSION_SANDBOX).",
 )
 
@@ -171,7 +221,7 @@ def sandbox_stop(directory: str) -> None:
     from .sandbox import Sandbox
 
     was_running = Sandbox.load(directory).stop()
-    click.echo("stopped" if was_running else "not running")
+    emit("stopped\n" if was_running else "not running\n")
 
 
 @sandbox_group.command("status")
@@ -183,7 +233,7 @@ def sandbox_status(directory: str, as_json: bool) -> None:
 
     status = Sandbox.load(directory).status()
     if as_json:
-        click.echo(json.dumps(status, indent=2))
+        emit(json.dumps(status, indent=2) + "\n", utf8=True)
     else:
         _print_status(status)
     if not status["running"]:
@@ -192,16 +242,18 @@ def sandbox_status(directory: str, as_json: bool) -> None:
 
 def _print_status(status: dict[str, Any]) -> None:
     state = f"running (pid {status['pid']})" if status["running"] else "stopped"
-    click.echo(f"sandbox {state} at {status['address']}")
+    lines = [f"sandbox {state} at {status['address']}"]
     for key in ("smb_conf", "share", "credentials"):
-        click.echo(f"  {key.replace('_', '.') if key == 'smb_conf' else key}: {status[key]}")
-    click.echo(f"  users: {', '.join(status['users'])} (passwords in the credentials file; guests allowed)")
+        lines.append(f"  {key.replace('_', '.') if key == 'smb_conf' else key}: {visible(str(status[key]))}")
+    users = ", ".join(visible(user) for user in status["users"])
+    lines.append(f"  users: {users} (passwords in the credentials file; guests allowed)")
+    emit("".join(f"{text}\n" for text in lines))
 
 
 @main.command("demo")
 @click.option(
     "--hold",
-    type=click.FloatRange(0, 600),
+    type=Seconds(0, 600),
     default=3.0,
     show_default=True,
     help="Seconds the demo clients wait before listing (the idle user's IdleTime).",
@@ -211,7 +263,7 @@ def demo_command(hold: float, fmt: str) -> None:
     """Start a sandbox, open real client sessions, list them, and clean up."""
     from .demo import run_demo
 
-    run_demo(hold=hold, fmt=fmt, echo=click.echo)
+    run_demo(hold=hold, fmt=fmt, echo=lambda text: emit(f"{text}\n"), encoding=_encoding())
 
 
 @main.command("query")
@@ -228,7 +280,8 @@ def query_command(wql: str, fmt: str, **source: Any) -> None:
 
     result = query(wql, **source)
     cls = load_schema().get(result.classname)
-    click.echo(render(result, cls, fmt, _table_width(fmt), properties=result.properties, system=True), nl=False)
+    text = render(result, cls, fmt, _table_width(fmt), properties=result.properties, system=True, encoding=_encoding())
+    emit(text, utf8=fmt != "table")
 
 
 @main.command("get")
@@ -246,14 +299,27 @@ def get_command(path: str, fmt: str, **source: Any) -> None:
     instance = get(path, **source)
     cls = load_schema().get(instance.classname)
     system = fmt in ("json", "csv")
-    text = render([instance], cls, fmt, _table_width(fmt), system=system)
+    text = render([instance], cls, fmt, _table_width(fmt), system=system, encoding=_encoding())
     if fmt == "json":  # one object, not an array of one
         text = json.dumps(json.loads(text)[0], indent=2) + "\n"
-    click.echo(text, nl=False)
+    emit(text, utf8=fmt != "table")
 
 
 def _table_width(fmt: str) -> int | None:
-    return None if fmt != "table" else (shutil.get_terminal_size()[0] if sys.stdout.isatty() else 200)
+    """The terminal's width (COLUMNS if it is a positive number), at most MAX_TABLE_WIDTH; 200
+    when stdout is not a terminal. formats.to_table makes it wide enough for its columns."""
+    if fmt != "table":
+        return None
+    try:
+        tty = sys.stdout is not None and sys.stdout.isatty()
+    except (OSError, ValueError):
+        tty = False
+    return min(shutil.get_terminal_size((200, 24))[0], MAX_TABLE_WIDTH) if tty else 200
+
+
+def _encoding() -> str:
+    """The encoding the table is written in: stdout's (the locale's), UTF-8 if unknown."""
+    return getattr(sys.stdout, "encoding", None) or "utf-8"
 
 
 @main.command("serve")
@@ -317,5 +383,6 @@ def serve_command(
         max_age=max_age,
         access_log=access_log,
         limits=Limits(request_timeout=request_timeout, max_in_flight=max_requests),
+        source_timeout=source.get("timeout"),
     )
     serve(options, lambda: sessions(**source), lambda text: click.echo(text, err=True))

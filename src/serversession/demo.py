@@ -67,8 +67,12 @@ class Client:
             self.connection.disconnect(close=True)
 
 
-def run_demo(hold: float, fmt: str, echo: Callable[[str], Any]) -> None:
-    """Start a sandbox in a temporary directory, open sessions, print ``list``, clean up."""
+def run_demo(hold: float, fmt: str, echo: Callable[[str], Any], encoding: str = "utf-8") -> None:
+    """Start a sandbox in a temporary directory, open sessions, print ``list``, clean up.
+
+    ``encoding``: the output's (for the table). Clean-up runs however the demo ends: an error,
+    Ctrl-C, or SIGTERM (cli.py raises it as an exception).
+    """
     from .api import sessions
     from .formats import render
     from .model import SERVER_SESSION, load_schema
@@ -110,7 +114,7 @@ def run_demo(hold: float, fmt: str, echo: Callable[[str], Any]) -> None:
         echo("")
         echo(f"$ serversession list --smb-conf {sandbox.conf_path}")
         instances = sessions(source="samba", smb_conf=sandbox.conf_path)
-        echo(render(instances, load_schema().get(SERVER_SESSION), fmt).rstrip("\n"))
+        echo(render(instances, load_schema().get(SERVER_SESSION), fmt, encoding=encoding).rstrip("\n"))
     except ServerSessionError:
         raise
     except Exception as exc:  # smbprotocol and OS errors from the clients

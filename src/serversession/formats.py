@@ -1,15 +1,43 @@
-"""Output formats of the reading commands (DESIGN.md section 4): table, json, csv, mof, xml."""
+r"""Output formats of the reading commands (DESIGN.md section 4): table, json, csv, mof, xml.
+
+Names and other strings come from SMB clients and are hostile: they are data, never markup,
+and never reach a terminal as control sequences. What each format does with a character it
+should not carry raw (the C0 and C1 controls, DEL, format characters such as the bidi override
+U+202E, line and paragraph separators, lone surrogates: every character ``str.isprintable()``
+rejects, spaces excepted):
+
+- ``table`` (for people): shown as a Python-style escape, ``\xNN``, ``\uNNNN`` or
+  ``\UNNNNNNNN`` (a backslash in a name is not doubled: the table is for reading, ``json`` is
+  exact); also every character the output's encoding cannot hold. Cells are plain text, never
+  rich markup (``[bold]``) or emoji codes (``:smile:``).
+- ``json``: exact (every non-ASCII character is a ``\uNNNN`` escape).
+- ``csv``: exact, for programs (CSV has no escapes; a row with a CR in a cell is quoted
+  whole, else CR would end the row); only lone surrogates, which UTF-8 cannot encode, become
+  U+FFFD. Cells starting with ``=``, ``+``, ``-`` or ``@`` are not prefixed
+  with ``'``: that would change the data; open the file in a spreadsheet as text.
+- ``mof``: DSP0004 string escapes (``\xNNNN``) for each such character up to U+FFFF; U+0000
+  (which a CIM string cannot hold) and lone surrogates become U+FFFD.
+- ``xml``: a character reference (``&#xNN;``) for each such character XML 1.0 allows (``\r``
+  included, so it survives parsing); those it cannot carry at all (C0 controls other than tab,
+  LF and CR, lone surrogates, U+FFFE, U+FFFF) become U+FFFD; tab and LF stay as they are.
+  The document always parses.
+
+``json``, ``csv``, ``mof`` and ``xml`` are written as UTF-8 whatever the locale (commands.py);
+the table in the terminal's encoding.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from .model import CIMObject, ClassDef, load_schema
 from .model.instances import SYSTEM_PROPERTIES
+from .xmltext import REPLACEMENT, shows, xml_safe
 
 FORMATS = ("table", "json", "csv", "mof", "xml")
 
@@ -24,6 +52,48 @@ TABLE_COLUMNS = (
     ("Type", "SessionType"),
     ("Status", "Status"),
 )
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_MOF_QUOTED = re.compile("[\\\\\"'\x00-\x1f]")  # what pywbem escapes: a long string must not be split then
+_MOF_ESCAPE = re.compile(r"\\(.)", re.DOTALL)  # an escape pair of pywbem's MOF, read left to right
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def visible(text: str, encoding: str | None = None) -> str:
+    """``text`` safe for a terminal: each character it should not print raw as an escape.
+
+    Control characters (C0, DEL, C1), format characters (bidi overrides, zero-width joiners),
+    line and paragraph separators, unassigned code points and lone surrogates become ``\\xNN``,
+    ``\\uNNNN`` or ``\\UNNNNNNNN``; with ``encoding``, so does every character it cannot encode.
+    """
+    if text.isascii():
+        if text.isprintable():
+            return text
+    elif text.isprintable() and (encoding is None or _encodes(text, encoding)):
+        return text
+    return "".join(
+        char if shows(char) and (encoding is None or _encodes(char, encoding)) else _escape(char) for char in text
+    )
+
+
+def _encodes(text: str, encoding: str) -> bool:
+    try:
+        text.encode(encoding)
+    except (UnicodeError, LookupError):
+        return False
+    return True
+
+
+def no_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (which no UTF encodes) replaced by U+FFFD."""
+    return text if text.isascii() else _SURROGATES.sub(REPLACEMENT, text)
 
 
 def _plain(value: Any) -> Any:
@@ -94,11 +164,15 @@ def to_csv(instances: Sequence[CIMObject], properties: Sequence[str], system: bo
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    # csv quotes a cell holding LF but not one holding CR, which readers take for the end of
+    # the row: a client's name would make rows of its own. A row with a CR has every cell quoted.
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     header = [*(SYSTEM_PROPERTIES if system else ("__SERVER",) if _remote(instances) else ()), *properties]
     writer.writerow(header)
     for row in _rows(instances, properties, system):
-        writer.writerow([_csv_cell(row.get(p)) for p in header])
-    return out.getvalue()
+        cells = [_csv_cell(row.get(p)) for p in header]
+        (quoted if any(isinstance(cell, str) and "\r" in cell for cell in cells) else writer).writerow(cells)
+    return no_surrogates(out.getvalue())
 
 
 def _csv_cell(value: Any) -> Any:
@@ -110,8 +184,47 @@ def _csv_cell(value: Any) -> Any:
 
 
 def to_mof(instances: Sequence[CIMObject], properties: Sequence[str] | None = None) -> str:
-    """``instance of CLASS { ... };`` blocks, as pywbem writes them."""
-    return "\n".join(i.to_cim_instance(properties).tomof() for i in instances)
+    """``instance of CLASS { ... };`` blocks, as pywbem writes them, every string escaped (DSP0004).
+
+    pywbem escapes backslashes, quotes and C0 controls, and splits long strings over lines,
+    within a word when there is no space: an escape sequence could be cut in two, so an
+    instance with any of them is written without splits. Its ``\\'`` is written ``'`` (DSP0004
+    needs no escape for it in a double-quoted string, and pywbem's own compiler drops it). What pywbem leaves raw and a terminal
+    should not see (C1 controls, bidi overrides ...) becomes ``\\xNNNN``; U+0000 and lone
+    surrogates, which a CIM string cannot hold, become U+FFFD.
+    """
+    blocks = []
+    for instance in instances:
+        cim = instance.to_cim_instance(properties)
+        escaped = any(_MOF_QUOTED.search(text) for prop in cim.properties.values() for text in _strings(prop.value))
+        blocks.append(_mof_safe(cim.tomof(maxline=1 << 30) if escaped else cim.tomof()))
+    return "\n".join(blocks)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _mof_safe(text: str) -> str:
+    # line by line: pywbem's own line breaks are the only raw LF (strings hold it as \n)
+    return "\n".join(_mof_line(line) for line in text.split("\n"))
+
+
+def _mof_line(line: str) -> str:
+    if "\\'" in line:  # pywbem's \' (valid, but its own compiler reads it as nothing): a plain '
+        line = _MOF_ESCAPE.sub(lambda m: "'" if m.group(1) == "'" else m.group(0), line)
+    return line if line.isprintable() else "".join(map(_mof_char, line))
+
+
+def _mof_char(char: str) -> str:
+    if shows(char):
+        return char
+    code = ord(char)
+    if code == 0 or 0xD800 <= code <= 0xDFFF:
+        return REPLACEMENT
+    return f"\\x{code:04X}" if code < 0x10000 else char
 
 
 def to_xml(instances: Sequence[CIMObject], properties: Sequence[str] | None = None) -> str:
@@ -122,7 +235,7 @@ def to_xml(instances: Sequence[CIMObject], properties: Sequence[str] | None = No
     parts = ['<?xml version="1.0" encoding="utf-8" ?>', '<CIM CIMVERSION="2.0" DTDVERSION="2.0">']
     parts.append("<DECLARATION><DECLGROUP.WITHPATH>")
     # pywbem writes an instance whose path has a namespace and no host as VALUE.OBJECTWITHLOCALPATH
-    parts.extend(instance.to_cim_instance(properties).tocimxmlstr() for instance in instances)
+    parts.extend(xml_safe(instance.to_cim_instance(properties).tocimxmlstr()) for instance in instances)
     parts.append("</DECLGROUP.WITHPATH></DECLARATION></CIM>")
     return "\n".join(parts) + "\n"
 
@@ -153,35 +266,75 @@ def _cell(instance: CIMObject, prop: str, cls: ClassDef) -> str:
 
 
 def to_table(
-    instances: Sequence[CIMObject], cls: ClassDef, width: int | None = None, properties: Sequence[str] | None = None
+    instances: Sequence[CIMObject],
+    cls: ClassDef,
+    width: int | None = None,
+    properties: Sequence[str] | None = None,
+    encoding: str = "utf-8",
 ) -> str:
     """An aligned table for people: the usual columns, or ``properties`` when a query chose them;
-    first a Server column when the instances were read from other servers."""
+    first a Server column when the instances were read from other servers.
+
+    Every cell is plain text (never rich markup) made :func:`visible` for ``encoding``, the
+    encoding of the terminal or file it goes to (not a UTF one: the lines are ASCII). The table
+    is at least 4 characters per column wide (narrower, rich would leave columns out).
+    """
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     columns = TABLE_COLUMNS
     if properties is not None and list(properties) != list(cls.properties):
         columns = tuple((p, p) for p in properties)
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    lines = box.SIMPLE_HEAD
+    if not encoding.lower().replace("_", "-").startswith("utf"):  # the same look in ASCII
+        lines = box.Box(str(box.SIMPLE_HEAD).replace("\u2500", "-"), ascii=True)
+    table = Table(box=lines, show_edge=False, pad_edge=False)
     server = _remote(instances)
     if server:
-        table.add_column("Server", overflow="fold")
+        table.add_column(Text("Server"), overflow="fold")
     for heading, prop in columns:
         numeric = (
             cls.properties[prop].type.startswith(("uint", "sint")) and "ValueMap" not in cls.properties[prop].qualifiers
         )
-        table.add_column(heading, justify="right" if numeric else "left", overflow="fold")
+        table.add_column(Text(heading), justify="right" if numeric else "left", overflow="fold")
     for instance in instances:
         cells = [_cell(instance, prop, cls) for _, prop in columns]
-        table.add_row(*([instance.server or "-", *cells] if server else cells))
-    out = io.StringIO()
-    console = Console(file=out, width=width or 200, color_system=None, highlight=False, soft_wrap=False)
+        if server:
+            cells.insert(0, instance.server or "-")
+        table.add_row(*(Text(visible(cell, encoding)) for cell in cells))
+    out = _Output(encoding)
+    width = max(width or 200, 4 * len(table.columns))
+    console = Console(
+        file=out,
+        width=width,
+        color_system=None,
+        highlight=False,
+        soft_wrap=False,
+        markup=False,
+        emoji=False,
+        force_terminal=False,
+        force_jupyter=False,
+        force_interactive=False,
+        legacy_windows=False,
+    )
     console.print(table)
     count = len(instances)
-    console.print(f"{count} session{'s' if count != 1 else ''}")
+    console.print(Text(f"{count} session{'s' if count != 1 else ''}"))
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
+
+
+class _Output(io.StringIO):
+    """What rich writes the table into; its ``encoding`` tells rich whether box lines may be non-ASCII."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._encoding
 
 
 def render(
@@ -191,11 +344,13 @@ def render(
     width: int | None = None,
     properties: Sequence[str] | None = None,
     system: bool = False,
+    encoding: str = "utf-8",
 ) -> str:
     """``instances`` in the format called ``fmt`` (one of FORMATS).
 
     ``properties``: the properties to show (default: all of ``cls``); ``system``: add WMI's
-    system properties to json and csv (what ``query`` returns).
+    system properties to json and csv (what ``query`` returns); ``encoding``: what the table
+    will be written in (the other formats are always UTF-8).
     """
     chosen = list(cls.properties) if properties is None else list(properties)
     if fmt == "json":
@@ -206,4 +361,6 @@ def render(
         return to_mof(instances, properties)
     if fmt == "xml":
         return to_xml(instances, properties)
-    return to_table(instances, cls, width, properties)
+    if fmt == "table":
+        return to_table(instances, cls, width, properties, encoding)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

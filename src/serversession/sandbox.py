@@ -4,6 +4,13 @@ Everything lives in one directory: smb.conf, users (tdbsam), a passwd and group 
 to smbd through nss_wrapper (so no system account is created), logs, locks and the share.
 As root smbd runs for real; as another user it runs under uid_wrapper, which makes smbd
 believe it is root (Debian packages libnss-wrapper and libuid-wrapper).
+
+smbd runs the configuration written in the directory, as root when root starts it: a
+directory another user could change (``/tmp/serversession-sandbox`` made in advance by someone
+else, a symbolic link of theirs, a parent they can write to without the sticky bit) is refused,
+and files are written without following symbolic links and only over regular files. Its
+name cannot hold what smb.conf cannot (control characters, ``%``, which Samba substitutes,
+``\\``, which continues a line).
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
 
 from .errors import InvalidInput, ServerSessionError, SourceUnavailable
+from .files import read_bytes, read_text
 from .sources.smbd_connections import descendants_by_scan
 
 DEFAULT_PORT = 4445
@@ -31,6 +40,7 @@ LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+MAX_STATE_BYTES = 1 << 20  # sandbox.json
 
 SMB_CONF = """\
 # serversession sandbox: a Samba reachable only on 127.0.0.1:{port}
@@ -123,16 +133,73 @@ class Sandbox:
     def load(cls, directory: str) -> Sandbox:
         """The sandbox created earlier in ``directory`` (its port and users)."""
         sandbox = cls(directory)
+        if not os.path.lexists(sandbox._state_path):
+            raise ServerSessionError(f"no sandbox in {sandbox.directory}")
+        sandbox.check_directory(writing=False)
         try:
-            with open(sandbox._state_path, encoding="utf-8") as handle:
-                state = json.load(handle)
+            state = json.loads(read_text(sandbox._state_path, "sandbox state", MAX_STATE_BYTES))
             sandbox.port = int(state["port"])
-            sandbox.users = dict(state["users"])
-        except FileNotFoundError:
-            raise ServerSessionError(f"no sandbox in {sandbox.directory}") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            sandbox.users = {str(user): str(password) for user, password in dict(state["users"]).items()}
+        except (ValueError, KeyError, TypeError) as exc:
             raise ServerSessionError(f"sandbox state {sandbox._state_path} is unusable: {exc}") from exc
+        if not 1 <= sandbox.port <= 65535:
+            raise ServerSessionError(f"sandbox state {sandbox._state_path} is unusable: port {sandbox.port}")
         return sandbox
+
+    def check_directory(self, writing: bool = True) -> None:
+        """Refuse a directory smb.conf cannot name, or that a user other than this one (or root)
+        could change: smbd would run what they put there (as root, when root starts it).
+
+        Every symbolic link on the way must be this user's or root's; every directory above the
+        real one root's or this user's, and writable by others only with the sticky bit (/tmp);
+        the directory itself, if it exists, this user's (or root's, to read it) and writable by
+        no one else.
+        """
+        path = self.directory
+        if not path.isprintable() or any(char in path for char in "%\\"):
+            raise InvalidInput(
+                f"the sandbox directory {path!r} holds a character smb.conf cannot: '%', a backslash or a control"
+            )
+        trusted = {0, os.geteuid()}
+        current = "/"
+        for part in path.strip("/").split("/"):
+            current = os.path.join(current, part)
+            try:
+                info = os.lstat(current)
+            except FileNotFoundError:
+                break
+            if stat.S_ISLNK(info.st_mode) and info.st_uid not in trusted:
+                raise InvalidInput(f"{current} is a symbolic link of user {info.st_uid}: refusing it for the sandbox")
+        real = os.path.realpath(path)
+        above = os.path.dirname(real)
+        while True:
+            try:
+                info = os.stat(above)
+            except FileNotFoundError:
+                info = None
+            if info is not None and (
+                info.st_uid not in trusted or (info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX)
+            ):
+                raise InvalidInput(
+                    f"{above} can be changed by another user (owner {info.st_uid}, mode {info.st_mode & 0o7777:o}): "
+                    "choose another --dir for the sandbox"
+                )
+            if above == os.path.dirname(above):
+                break
+            above = os.path.dirname(above)
+        try:
+            info = os.stat(real)
+        except FileNotFoundError:
+            return
+        owners = {os.geteuid()} if writing else trusted
+        if not stat.S_ISDIR(info.st_mode):
+            raise InvalidInput(f"the sandbox directory {path} is not a directory")
+        if info.st_uid not in owners:
+            raise InvalidInput(f"the sandbox directory {path} belongs to user {info.st_uid}, not you: refusing it")
+        if info.st_mode & 0o022:
+            raise InvalidInput(
+                f"others may write to the sandbox directory {path} (mode {info.st_mode & 0o7777:o}): refusing it"
+            )
 
     def environment(self) -> dict[str, str]:
         """Environment for Samba's programs: nss_wrapper always, uid_wrapper unless root."""
@@ -179,11 +246,10 @@ class Sandbox:
     def _daemon_pid(self, name: str) -> int | None:
         """The pid in ``pid/NAME.pid`` if that process is this sandbox's ``name``."""
         try:
-            with open(os.path.join(self.directory, "pid", f"{name}.pid")) as handle:
-                pid = int(handle.read().split()[0])
+            pid = int(read_bytes(os.path.join(self.directory, "pid", f"{name}.pid"), "pid file", 64).split()[0])
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                 argv = cmdline.read().split(b"\0")
-        except (OSError, ValueError, IndexError):
+        except (OSError, ServerSessionError, ValueError, IndexError):
             return None
         if os.path.basename(argv[0]) != name.encode() or not any(self.conf_path.encode() in a for a in argv):
             return None
@@ -196,11 +262,15 @@ class Sandbox:
         of whoever lists sessions over MS-SRVS (``--source srvsvc``).
         """
         self.check_requirements()
+        self.check_directory()
         if self.pid() is not None:
             raise ServerSessionError(f"the sandbox in {self.directory} is already running (pid {self.pid()})")
         if _port_open(self.port):
             raise ServerSessionError(f"port {self.port} on 127.0.0.1 is already in use; choose another with --port")
-        self._write_files(users, admins)
+        try:
+            self._write_files(users, admins)
+        except OSError as exc:
+            raise ServerSessionError(f"cannot write the sandbox in {self.directory}: {exc.strerror or exc}") from None
         smbd = _find(("smbd",), SBIN_DIRS)
         with open(os.path.join(self.directory, "log", "smbd.stderr"), "ab") as log:
             result = subprocess.run(
@@ -240,9 +310,13 @@ class Sandbox:
     def _write_files(self, users: tuple[str, ...], admins: tuple[str, ...]) -> None:
         d = self.directory
         self._check_reachable()
-        for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "bind-dns", "log", "share"):
-            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        self.check_directory()  # what was made is still ours (no one swapped it in between)
         os.chmod(d, 0o755)  # the users' smbd processes must reach the share
+        for sub in ("private", "lock", "state", "cache", "pid", "ncalrpc", "bind-dns", "log", "share"):
+            os.makedirs(os.path.join(d, sub), mode=0o755, exist_ok=True)
+            if not stat.S_ISDIR(os.lstat(os.path.join(d, sub)).st_mode):
+                raise ServerSessionError(f"{os.path.join(d, sub)} is not a directory (a symbolic link?)")
         os.chmod(os.path.join(d, "share"), 0o1777)
         for stale in glob.glob(os.path.join(d, "lock", "*.tdb")):
             os.remove(stale)  # volatile databases of an earlier run
@@ -329,10 +403,18 @@ class Sandbox:
 
 
 def _write(path: str, text: str, mode: int = 0o644) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """Write ``path`` anew: never through a symbolic link, never into a FIFO or device."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise ServerSessionError(f"cannot write {path}: {exc.strerror} (a symbolic link, FIFO or socket?)") from None
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ServerSessionError(f"cannot write {path}: it is not a regular file")
+        os.set_blocking(fd, True)
+        handle.truncate(0)
         handle.write(text)
-    os.chmod(path, mode)
+        os.fchmod(fd, mode)
 
 
 def _port_open(port: int) -> bool:

@@ -10,9 +10,13 @@ import os
 from dataclasses import dataclass
 
 from ..errors import InvalidInput, SourceUnavailable
+from ..files import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, read_text
 
 SMB_PORT = 445
 PASSWORD_ENV = "SERVERSESSION_PASSWORD"
+MAX_HOST_LENGTH = 300  # characters of HOST[:PORT]: a DNS name has at most 253
+MAX_HOSTS = 4096  # distinct hosts in one read (each may take the whole time-out, 32 at a time)
+MAX_USER_LENGTH = 1024  # characters of DOMAIN\USER (a UPN has at most 1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,10 @@ class Credentials:
 def parse_host(text: str, default_port: int = SMB_PORT) -> Endpoint:
     """``host``, ``host:port``, ``[v6-address]:port`` or a bare IPv6 address."""
     text = text.strip()
+    if len(text) > MAX_HOST_LENGTH:
+        raise InvalidInput(f"host {text[:60]!r}... is longer than {MAX_HOST_LENGTH} characters")
+    if not text.isprintable():
+        raise InvalidInput(f"host {text!r} holds a control character")
     host, port = text, default_port
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
@@ -71,7 +79,7 @@ def _port(text: str, where: str) -> int:
 
 def read_hosts_file(path: str) -> list[str]:
     """Hosts listed one per line; blank lines and ``#`` comments are skipped."""
-    text = _read(path, "hosts file")
+    text = _read(path, "hosts file", MAX_CONFIG_BYTES)
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
@@ -86,6 +94,8 @@ def endpoints(hosts: list[str] | tuple[str, ...], hosts_file: str | None, port: 
     for name in names:
         endpoint = parse_host(name, port)
         found.setdefault(endpoint.label.lower(), endpoint)
+        if len(found) > MAX_HOSTS:
+            raise InvalidInput(f"more than {MAX_HOSTS} hosts to ask; split them into several runs")
     return list(found.values())
 
 
@@ -96,7 +106,7 @@ def credentials(user: str | None, password: str | None = None, password_file: st
     environment variable ``SERVERSESSION_PASSWORD``; never from a command line.
     """
     if password is None and password_file and user:
-        password = _read(password_file, "password file").split("\n", 1)[0].rstrip("\r")
+        password = _read(password_file, "password file", MAX_SECRET_BYTES).split("\n", 1)[0].rstrip("\r")
         if not password:
             raise InvalidInput(f"password file {password_file} is empty")
     if not user:
@@ -105,6 +115,8 @@ def credentials(user: str | None, password: str | None = None, password_file: st
         return Credentials()
     if password is None:
         password = os.environ.get(PASSWORD_ENV) or None  # set but empty: not set
+    if len(user) > MAX_USER_LENGTH or not user.isprintable():
+        raise InvalidInput(f"user {user[:60]!r} is not USER, DOMAIN\\USER or USER@DOMAIN")
     domain, backslash, name = user.rpartition("\\")
     if not name or (backslash and not domain):
         raise InvalidInput(f"user {user!r} is not USER, DOMAIN\\USER or USER@DOMAIN")
@@ -113,15 +125,12 @@ def credentials(user: str | None, password: str | None = None, password_file: st
     return Credentials(name, domain, password)
 
 
-def _read(path: str, what: str) -> str:
+def _read(path: str, what: str, max_bytes: int) -> str:
+    """The text of a file the user named, checked first (files.py: a FIFO, a device or a huge
+    file is one clear error, never a hang)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise SourceUnavailable(f"{what} {path} not found") from None
-    except IsADirectoryError:
-        raise SourceUnavailable(f"{what} {path} is a directory") from None
-    except PermissionError:
-        raise SourceUnavailable(f"cannot read {what} {path}: permission denied") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceUnavailable(f"cannot read {what} {path}: {exc}") from None
+        return read_text(path, what, max_bytes)
+    except SourceUnavailable:
+        if not os.path.lexists(path):  # said as it always was
+            raise SourceUnavailable(f"{what} {path} not found") from None
+        raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import sys
 import sysconfig
@@ -20,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import SourceDataError, SourceUnavailable
-from ..files import check_regular_file
+from ..errors import SourceDataError, SourceTimeout, SourceUnavailable
+from ..files import check_regular_file, read_bytes
+from . import forked, samba_tdb, smbd_connections, tcp_idle
 from . import samba_records as records
-from . import samba_tdb, smbd_connections, tcp_idle
 from .base import DEFAULT_TIMEOUT, SESS_GUEST, SessionRecord
 
 SAMBA_PYTHON_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3/site-packages")
@@ -94,28 +95,138 @@ class SambaConfig:
     own_directories: tuple[str, ...] = ()  # Samba's own directories (lock, state, log ...)
 
 
-def load_config(path: str | None, param: Any) -> SambaConfig:
-    """Read smb.conf with Samba's own parser (includes, defaults and synonyms as smbd sees them)."""
-    path = path or param.default_path()
-    # Samba's parser would wait forever on a FIFO and read /dev/zero until memory runs out.
-    # (An "include =" naming such a file is read by Samba's parser itself: not checked here.)
-    check_regular_file(path, "smb.conf")
-    lp = param.LoadParm()
-    try:
-        lp.load(path)
-    except RuntimeError as exc:
-        raise SourceUnavailable(f"smb.conf cannot be parsed: {path} (run testparm {path})") from exc
-    from samba import version as samba_version
+CONFIG_TIME_LIMIT = 10.0  # seconds Samba's parser may take; a real smb.conf takes milliseconds
+CONFIG_MEMORY_LIMIT = 1 << 30  # bytes the parser's process may grow by
+IN_PROCESS_BYTES = 32 << 10  # smb.conf and includes this small, all followed, are parsed here (0.2 s at worst)
+MAX_INCLUDE_DEPTH = 16
 
-    return SambaConfig(
-        path=path,
-        lock_directory=lp.get("lock directory"),
-        pid_directory=lp.get("pid directory"),
-        guest_account=lp.get("guest account") or "nobody",
-        samba_version=samba_version,
-        share_paths=tuple(smbd_connections.share_paths(lp)),
-        own_directories=tuple(smbd_connections.own_directories(lp)),
-    )
+
+def load_config(path: str | None, param: Any, timeout: float = CONFIG_TIME_LIMIT) -> SambaConfig:
+    """Read smb.conf with Samba's own parser (includes, defaults and synonyms as smbd sees them).
+
+    Samba's parser waits forever on a FIFO (holding Python's lock: no thread can time it out,
+    Ctrl-C does nothing), reads a device or a huge sparse file until memory runs out, and takes
+    time quadratic in the number of parametric options (20,000 lines: 5 s). So smb.conf and
+    every file its ``include =`` lines name are checked first (a regular file of at most
+    files.MAX_CONFIG_BYTES: one clear error naming the include otherwise). When they are all
+    known and small (IN_PROCESS_BYTES together), the parser runs here (0.1 ms; a fork costs
+    2-3 ms of every ``list``); otherwise (larger files, includes with %-substitutions, which
+    the check cannot follow) in a forked child that is killed after ``timeout`` seconds (and
+    ends itself a second later if this process is gone by then) and may not grow by more than
+    CONFIG_MEMORY_LIMIT bytes.
+    """
+    path = path or param.default_path()
+    check_regular_file(path, "smb.conf")
+    size, followed = _check_includes(path)
+
+    def parse() -> SambaConfig:
+        lp = param.LoadParm()
+        try:
+            lp.load(path)
+        except RuntimeError:
+            raise SourceUnavailable(f"smb.conf cannot be parsed: {path} (run testparm {path})") from None
+        from samba import version as samba_version
+
+        return SambaConfig(
+            path=path,
+            lock_directory=lp.get("lock directory"),
+            pid_directory=lp.get("pid directory"),
+            guest_account=lp.get("guest account") or "nobody",
+            samba_version=samba_version,
+            share_paths=tuple(smbd_connections.share_paths(lp)),
+            own_directories=tuple(smbd_connections.own_directories(lp)),
+        )
+
+    if (followed and size <= IN_PROCESS_BYTES) or not forked.AVAILABLE:
+        return parse()
+
+    def parse_bounded() -> SambaConfig:
+        _bound_this_child(timeout)
+        return parse()
+
+    (outcome,) = forked.finish([forked.start(parse_bounded)], time.monotonic() + timeout)
+    if isinstance(outcome.error, forked.Late):
+        raise SourceTimeout(
+            f"Samba's parser did not finish reading {path} within {timeout:g} s "
+            "(an include of a FIFO or a huge file, or thousands of parameters?)"
+        )
+    if isinstance(outcome.error, forked.Lost):
+        raise SourceUnavailable(
+            f"smb.conf cannot be parsed: {path} (Samba's parser crashed or ran out of memory; run testparm {path})"
+        )
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.value  # type: ignore[return-value]
+
+
+def _check_includes(path: str) -> tuple[int, bool]:
+    """Check the files the ``include =`` lines of ``path`` name (and theirs): SourceUnavailable
+    if one is not a regular file of at most files.MAX_CONFIG_BYTES (files.check_regular_file).
+    Return the bytes read, and whether every include could be followed.
+
+    Samba's syntax as its parser reads it: a backslash at the end of a line joins the next
+    one (even inside a name), parameter names are compared without case and spaces, the value
+    is the rest of the line, relative names are relative to the working directory. Includes
+    that do not exist are left to Samba's parser (it fails on them at once); those holding a
+    %-substitution, or deeper than MAX_INCLUDE_DEPTH, are not followed.
+    """
+    seen: set[str] = set()
+    pending = [(path, 0)]
+    size, followed = 0, True
+    while pending:
+        current, depth = pending.pop()
+        if current in seen:
+            continue  # Samba reports loops itself
+        if depth > MAX_INCLUDE_DEPTH:
+            followed = False
+            continue
+        seen.add(current)
+        data = read_bytes(current, "smb.conf" if depth == 0 else "smb.conf include")
+        size += len(data)
+        for target in _include_lines(data.decode("utf-8", "replace")):
+            if "%" in target:
+                followed = False
+            elif os.path.lexists(target):
+                check_regular_file(target, f"smb.conf {current}: include")
+                pending.append((target, depth + 1))
+    return size, followed
+
+
+def _include_lines(text: str) -> list[str]:
+    """The values of the ``include`` parameters in smb.conf text."""
+    found = []
+    for logical in text.replace("\\\r\n", "").replace("\\\n", "").splitlines():
+        name, equals, value = logical.partition("=")
+        if equals and "".join(name.split()).lower() == "include" and value.strip():
+            found.append(value.strip())
+    return found
+
+
+def _bound_this_child(timeout: float) -> None:
+    """In the parser's child: end it (SIGALRM, even blocked in C) a second after ``timeout``,
+    whatever becomes of the parent; let go of the parent's stdin, stdout and stderr (a child
+    left behind would keep a pipe such as ``$(serversession list)`` open); cap its address
+    space at CONFIG_MEMORY_LIMIT more."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(math.ceil(timeout) + 1)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = size + CONFIG_MEMORY_LIMIT
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        if soft == resource.RLIM_INFINITY or soft > limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 def _process_is_smbd(pid: int) -> bool:

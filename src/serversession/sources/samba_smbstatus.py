@@ -1,11 +1,13 @@
 """Sessions through Samba's own ``smbstatus --json``: the fallback when smbd's records do not decode.
 
-``smbstatus --json`` exists from Samba 4.17. Its sessions carry the smbd process, uid, user name
+``smbstatus --json`` exists from Samba 4.17 (and only in builds with JSON support); an smbstatus
+without it is SourceUnavailable, said as such. Its sessions carry the smbd process, uid, user name
 (NSS's name for that uid), remote machine, client address and dialect; from 4.20 also the
 creation and expiration times and every channel with both endpoints; from 4.23 each channel's
 transport. Its open files come from ``locking.tdb`` and name the smbd process and uid of each
 open, never the session, and never a named pipe. What that costs is :data:`LOST` (4.20 and later)
-or :func:`lost` for a given release. IdleTime comes from the kernel, as in the TDB reader.
+or :func:`lost` for a given release (what the fallback's warning names). IdleTime comes from the
+kernel, as in the TDB reader.
 
 The output is untrusted: it is read with a time limit and a size limit, and every field is
 checked; a malformed answer is a SourceDataError.
@@ -14,6 +16,7 @@ checked; a malformed answer is a SourceDataError.
 from __future__ import annotations
 
 import calendar
+import datetime
 import json
 import os
 import re
@@ -24,17 +27,26 @@ from collections import defaultdict
 from typing import Any
 
 from ..errors import SourceDataError, SourceTimeout, SourceUnavailable
+from ..files import check_regular_file
 from ..sandbox import _find
 from . import tcp_idle
 from .base import SESS_GUEST, SessionRecord
-from .samba import DIALECTS, _endpoint, _format_endpoint, _import_bindings
-from .samba_records import parse_version
+from .samba import DIALECTS, _import_bindings
+from .samba_records import parse_address, parse_version
 
 SMBSTATUS_DIRS = ("/usr/bin", "/usr/local/bin", "/usr/sbin", "/usr/local/sbin", "/bin", "/sbin", "/usr/local/samba/bin")
 MAX_OUTPUT = 256 << 20  # bytes of JSON: about 300,000 open files
 MAX_STDERR = 64 << 10  # bytes of stderr kept for the error message
 MAX_TEXT = 1024  # characters of any one string field
+JSON_SINCE = (4, 17)  # the first release whose smbstatus has --json
 CHANNELS_SINCE = (4, 20)  # creation_time, expiration_time, channels with local_address
+NO_JSON = (
+    "smbstatus has no --json option (Samba before 4.17, or built without JSON support): "
+    "serversession cannot read the sessions through it"
+)
+#: popt's complaint (then the usage, last): "Invalid option --json: unknown option"
+NO_JSON_OPTION = re.compile(r"(?i)\b(?:invalid|unknown|unrecognized) option\b.*--json\b|--json\b.*\bunknown option")
+LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z: later times are NTTIME's "infinity" (never)
 ALWAYS_LOST = (
     "named pipes in ResourcesOpened (smbstatus lists open files and directories only), "
     "the split of one user's handles between several sessions on one connection, "
@@ -51,7 +63,12 @@ TIMESTAMP = re.compile(
 
 
 def lost(version: str | None) -> str:
-    """What ``smbstatus --json`` of Samba ``version`` cannot give, for the warning naming the fallback."""
+    """What ``smbstatus --json`` of Samba ``version`` cannot give, for the warning naming the fallback.
+
+    ``version`` is the release as Samba names it (``4.19.3``, ``4.22.0-Debian``); an unparsable one
+    gets the text for 4.20 and later. Before 4.17 there is no ``--json``: :func:`read_smbstatus`
+    then raises SourceUnavailable (:data:`NO_JSON`).
+    """
     release = parse_version(version or "")
     if release is not None and release < CHANNELS_SINCE:
         return (
@@ -78,11 +95,10 @@ def read_smbstatus(
     variables: smbstatus names users through NSS. ``binary`` replaces the smbstatus found by
     :func:`find_smbstatus` (tests' stand-ins). Raises SourceTimeout after ``timeout`` seconds,
     SourceDataError if the answer is malformed or larger than MAX_OUTPUT, SourceUnavailable if
-    smbstatus is missing or fails.
+    smbstatus is missing, fails, or has no ``--json`` (:data:`NO_JSON`).
     """
     deadline = time.monotonic() + timeout
-    if not os.path.isfile(smb_conf):
-        raise SourceUnavailable(f"smb.conf not found: {smb_conf}")
+    check_regular_file(smb_conf, "smb.conf")  # Samba's parser would wait on a FIFO, read a device forever
     param = _import_bindings()[1]
     lp = param.LoadParm()
     try:
@@ -90,7 +106,7 @@ def read_smbstatus(
     except RuntimeError as exc:
         raise SourceUnavailable(f"smb.conf cannot be parsed: {smb_conf} (run testparm {smb_conf})") from exc
     guest = lp.get("guest account") or "nobody"
-    ports = {int(p) for p in lp.get("smb ports") or () if str(p).isdigit()}
+    ports = {int(p) for p in map(str, lp.get("smb ports") or ()) if p.isascii() and p.isdigit() and 0 < int(p) < 65536}
     argv = [binary or find_smbstatus(), "--json", f"--configfile={smb_conf}"]
     output = run_smbstatus(argv, timeout, env)
     document = parse_json(output)
@@ -144,20 +160,29 @@ def run_smbstatus(argv: list[str], timeout: float, env: dict[str, str] | None = 
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()  # type: ignore[union-attr]
     if code != 0:
-        lines = [line.strip() for line in err.decode(errors="replace").splitlines() if line.strip()]
+        text = err.decode(errors="replace")
+        if "--json" in argv and NO_JSON_OPTION.search(text):
+            raise SourceUnavailable(NO_JSON)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         reason = lines[-1] if lines else "no message"
         raise SourceUnavailable(f"smbstatus failed (exit {code}): {reason}")
     return b"".join(out)
 
 
 def parse_json(output: bytes) -> dict[str, Any]:
-    """The JSON object smbstatus printed; text it prints before (``locking.tdb not initialised``) is skipped."""
+    """The JSON object smbstatus printed; text it prints before (``locking.tdb not initialised``) is skipped.
+
+    Its plain report instead (``Samba version 4.x``: a release whose popt ignores an unknown
+    option) is SourceUnavailable (:data:`NO_JSON`), any other text SourceDataError.
+    """
     try:
         text = output.decode("utf-8")
     except UnicodeDecodeError:
         raise SourceDataError("smbstatus --json printed text that is not UTF-8") from None
     start = 0 if text.startswith("{") else text.find("\n{") + 1
     if start == 0 and not text.startswith("{"):
+        if re.search(r"^Samba version \d", text, re.MULTILINE):
+            raise SourceUnavailable(NO_JSON)
         first = text.strip().splitlines()[0][:200] if text.strip() else "nothing"
         raise SourceDataError(f"smbstatus --json printed no JSON object: {first}")
     try:
@@ -282,9 +307,9 @@ def session_records(
                 opens=None if opens is None else counts[session.id],
                 user_flags=SESS_GUEST if session.user == guest_account else 0,
                 client_type=session.dialect,
-                transport=None if first is None else f"{session.transport}:{_format_endpoint(first[0])}",
+                transport=None if first is None else f"{session.transport}:{tcp_idle.format_endpoint(first[0])}",
                 status="Degraded" if expired else "OK",
-                client_address=_format_endpoint(session.channels[0][1]),
+                client_address=tcp_idle.format_endpoint(session.channels[0][1]),
                 detail=f"smbd pid {session.pid}",
             )
         )
@@ -326,8 +351,8 @@ def _address(value: Any, what: str) -> tcp_idle.Endpoint:
     text = _text(value, what)
     _need(text.startswith(("ipv4:", "ipv6:")), f"{what} {text[:60]!r} is not an ipv4:/ipv6: address")
     try:
-        host, port = _endpoint(text)
-    except ValueError:
+        host, port = parse_address(text)
+    except ValueError:  # RecordFormatError
         raise SourceDataError(f"smbstatus --json: {what} {text[:60]!r} is not an address") from None
     return host, port
 
@@ -343,7 +368,11 @@ def _dialect(text: str) -> str:
 
 def _time(value: Any, what: str) -> float | None:
     """Unix time of smbstatus's ``2025-01-31T12:00:00.123456+01:00``; None if absent or beyond year 9999
-    (NTTIME's "infinity", an expiration that never comes)."""
+    (NTTIME's "infinity", an expiration that never comes).
+
+    A date that does not exist (year 0, February 30, before 1970), an offset that is not one, or
+    a time that cannot be converted is a SourceDataError, never a ValueError or OverflowError.
+    """
     if value is None:
         return None
     text = _text(value, what)
@@ -351,21 +380,27 @@ def _time(value: Any, what: str) -> float | None:
     _need(match is not None, f"{what} {text[:60]!r} is not a time")
     assert match is not None
     if match.group(11) is not None:  # what Samba prints when localtime() fails
-        return float(f"{match.group(11)}.{match.group(12) or 0}")
+        whole = int(match.group(11))
+        if whole > LAST_SECOND:
+            return None
+        _need(whole >= 0, f"{what} {text[:60]!r} is not a time")
+        return whole + float(f"0.{match.group(12) or 0}")
     year, month, day, hour, minute, second = (int(match.group(n)) for n in range(1, 7))
     if year > 9999:
         return None
-    _need(
-        year >= 1970 and 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61,
-        f"{what} {text[:60]!r} is not a time",
-    )
+    offset = None
+    if match.group(8):  # local minus UTC, the dates ignored: within a day either way
+        hours, minutes = int(match.group(9)), int(match.group(10))
+        _need(hours < 24 and minutes < 60, f"{what} {text[:60]!r} has no UTC offset")
+        offset = (hours * 3600 + minutes * 60) * (-1 if match.group(8) == "-" else 1)
     try:
+        datetime.datetime(year, month, day, hour, minute, min(second, 59))  # year 0, February 30: ValueError
+        _need(year >= 1970 and second < 61, f"{what} {text[:60]!r} is not a time")
         seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-        if match.group(8):
-            printed = int(match.group(9)) * 3600 + int(match.group(10)) * 60
-            seconds -= _true_offset(seconds, -printed if match.group(8) == "-" else printed)
+        if offset is not None:
+            seconds -= _true_offset(seconds, offset)
     except (ValueError, OverflowError, OSError):
-        raise SourceDataError(f"smbstatus answered what serversession cannot read: {what} {text[:60]!r}") from None
+        raise SourceDataError(f"smbstatus --json: {what} {text[:60]!r} is not a time") from None
     return seconds + float(f"0.{match.group(7) or 0}")
 
 
@@ -374,7 +409,9 @@ def _true_offset(wall: int, printed: int) -> int:
 
     Samba computes the offset from the local and UTC hours and minutes, ignoring the date, so it
     can be a day off (Honolulu prints +14:00 instead of -10:00). smbstatus ran with this process's
-    time zone: of the printed offset and the same +-24 h, the one the zone really has then wins.
+    time zone (its environment is this process's, TZ included): of the printed offset and the same
+    +-24 h, the one the zone really has at that moment wins (the printed one first: in the hour a
+    clock is set back both exist). If none is (smbstatus given another TZ), the printed one stays.
     """
     for offset in (printed, printed - 86400, printed + 86400):
         if time.localtime(wall - offset).tm_gmtoff == offset:
