@@ -30,6 +30,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import defusedxml.ElementTree as SafeET
 import pytest
@@ -425,6 +426,7 @@ WQL = "SELECT * FROM Win32_ServerSession"
 PATH = 'Win32_ServerSession.ComputerName="x",UserName="y"'
 BAD_NUMBERS = [
     *[("list", "--timeout", t) for t in ("nan", "inf", "-inf", "-1", "0", "1e308", "1e-300", "0x10", "", "86401")],
+    *[("list", "--timeout", t) for t in ("1_0", "\u0663", "\uff15")],  # float() reads them: ASCII only
     ("query", WQL, "--timeout", "nan"),
     ("get", PATH, "--timeout", "inf"),
     *[("list", "--port", p) for p in ("0", "70000", "-1", "http", "99999999999999999999")],
@@ -457,6 +459,8 @@ BAD_OPTIONS = [
     (("schema", "--format", "xml"), "--format"),
     (("list", "--host", "h" * 100_000, "--user", "a"), "longer than"),
     (("list", "--host", "10.0.0.1", "--user", "u" * 100_000), "user"),
+    (("list", "--host", "fs1:\u00b2", "--user", "a"), "not a TCP port"),  # isdigit() but not int()
+    (("list", "--host", "fs1:\u0664\u0664\u0665", "--user", "a"), "not a TCP port"),
 ]
 
 
@@ -481,6 +485,18 @@ def test_the_api_refuses_what_the_options_refuse() -> None:
             serversession.sessions(timeout=timeout)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="NUL"):
         serversession.sessions(smb_conf="/etc/samba/smb.conf\0x")
+    refused: list[tuple[dict[str, Any], str]] = [
+        ({"smb_port": port}, "port") for port in (0, 70000, True, 445.0, "445")
+    ]
+    refused += [({name: value}, name) for name in ("smb_conf", "hosts_file", "user") for value in ("", " ", 5)]
+    refused += [({"hosts": "fs1"}, "hosts"), ({"hosts": [5]}, "hosts"), ({"hosts": 5}, "hosts")]
+    refused += [({"hosts": ["fs1"], "user": "a", "password": value}, "password") for value in ("", 5)]
+    for options, named in refused:
+        with pytest.raises(InvalidInput, match=named):
+            serversession.sessions(**options)
+    for path in (5, None, b"Win32_ServerSession"):
+        with pytest.raises(InvalidInput, match="object path must be text"):
+            serversession.get(path)  # type: ignore[arg-type]
 
 
 def test_a_very_long_path_is_one_bounded_line() -> None:

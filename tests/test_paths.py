@@ -65,6 +65,8 @@ def test_comparison_ignores_case_order_and_separators() -> None:
         ("Win32_X.K=1 junk", 13, "expected , and another key"),
         ("9lives.K=1", 1, "expected a class name"),
         ("x" * 5000, 4097, "longer than"),
+        ("\\\\fs\x9b2J\\root\\cimv2:Win32_X.K=1", 5, "expected \\ and a namespace"),  # C1 control (CSI)
+        ("\\\\fs\x85\\root\\cimv2:Win32_X.K=1", 5, "expected \\ and a namespace"),
     ],
 )
 def test_malformed_paths(text: str, position: int, message: str) -> None:

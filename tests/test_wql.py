@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -237,6 +238,9 @@ def test_errors_name_position_and_expectation(query: str, position: int | None, 
         "SELECT * FROM __InstanceDeletionEvent WHERE TargetInstance.UserName = 'alice'",
         "SELECT * FROM Win32_ServerSession WITHIN 5",
         "SELECT * FROM Win32_ServerSession WHERE UserName = 'a' GROUP WITHIN 10",
+        "SELECT * FROM __InstanceModificationEvent WITHIN 2.5 WHERE TargetInstance ISA 'Win32_ServerSession'"
+        " AND TargetInstance.IdleTime <> PreviousInstance.IdleTime GROUP WITHIN 60 BY TargetInstance.UserName"
+        " HAVING NumberOfEvents > 3",
     ],
 )
 def test_associations_and_events_are_parsed_then_refused(query: str) -> None:
@@ -251,6 +255,33 @@ def test_malformed_association_is_a_syntax_error() -> None:
         compile_query("ASSOCIATORS OF {Win32_ServerSession")
     with pytest.raises(WQLError, match="ResultClass or KeysOnly"):
         compile_query("ASSOCIATORS OF {x} WHERE Bogus = y")
+
+
+@pytest.mark.parametrize(
+    ("query", "position", "message"),
+    [
+        ("SELECT * FROM Win32_ServerSession WITHIN", 41, "a number of seconds"),
+        ("SELECT * FROM Win32_ServerSession WITHIN 0", 42, "a number of seconds above 0"),
+        ("SELECT * FROM Win32_ServerSession GROUP", 40, "expected WITHIN"),
+        ("SELECT * FROM Win32_ServerSession WHERE UserName = 'a' GROUP WITHIN 10 BY", 74, "a property name"),
+        ("SELECT * FROM __InstanceCreationEvent WITHIN 5 GROUP WITHIN 9 HAVING", 69, "a property name"),
+        ("SELECT * FROM __InstanceCreationEvent garbage", 39, "expected WHERE"),
+        ("SELECT * FROM __InstanceCreationEvent WHERE (", 46, "a property name"),
+        ("REFERENCES OF {}", 16, "in the object path: expected a class name"),
+        ("ASSOCIATORS OF {Win32_ServerSession.ComputerName='a\\q'}", 52, "in the object path: a backslash"),
+        ("ASSOCIATORS OF {Win32_ServerSession.ComputerName='}'", 16, "not closed with }"),
+    ],
+)
+def test_invalid_event_and_association_queries_are_syntax_errors(query: str, position: int, message: str) -> None:
+    """Parsed and then refused: an invalid one is invalid input (exit 2), not "not supported" (1)."""
+    with pytest.raises(WQLError, match=re.escape(message)) as caught:
+        compile_query(query)
+    assert caught.value.position == position, str(caught.value)
+
+
+def test_a_brace_inside_a_quoted_key_value_does_not_end_the_path() -> None:
+    with pytest.raises(NotSupported):
+        compile_query("REFERENCES OF {Win32_ServerSession.ComputerName='a}b',UserName=\"}\"} WHERE KeysOnly")
 
 
 def test_many_terms_compile_and_run() -> None:

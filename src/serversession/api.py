@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
@@ -18,16 +18,41 @@ if TYPE_CHECKING:
 MAX_TIMEOUT = 86400.0  # seconds: a day
 
 
-def _check(timeout: float, texts: dict[str, str | None]) -> None:
-    """InvalidInput for a time-out that is not a number of seconds in (0, MAX_TIMEOUT], or a
-    file name or user name holding a NUL character (the OS would refuse it deep inside)."""
+def _check(timeout: float, smb_port: int, texts: dict[str, str | None]) -> None:
+    """InvalidInput for what the command's options refuse: a time-out that is not a number of
+    seconds in (0, MAX_TIMEOUT], a port outside 1-65535, and a file name or user name that is
+    not text, is blank or holds a NUL character (the OS would refuse it deep inside)."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise InvalidInput(f"timeout {timeout!r} is not a number of seconds")
     if not math.isfinite(timeout) or not 0 < timeout <= MAX_TIMEOUT:
         raise InvalidInput(f"timeout {timeout!r} is not a number of seconds above 0 and at most {MAX_TIMEOUT:g}")
+    if isinstance(smb_port, bool) or not isinstance(smb_port, int) or not 1 <= smb_port <= 65535:
+        raise InvalidInput(f"smb_port {smb_port!r} is not a TCP port (1-65535)")
     for name, text in texts.items():
-        if text is not None and "\0" in text:
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise InvalidInput(f"{name} must be text, not {type(text).__name__}")
+        if not text.strip():
+            raise InvalidInput(f"{name} must not be empty")
+        if "\0" in text:
             raise InvalidInput(f"{name} {text!r} holds a NUL character")
+
+
+def _host_list(hosts: Iterable[str] | None) -> tuple[str, ...]:
+    """``hosts`` as a tuple of strings; InvalidInput for one string (each of its characters
+    would be asked as a host) or anything else than strings."""
+    if isinstance(hosts, (str, bytes)) or not isinstance(hosts, Iterable | None):
+        raise InvalidInput(f"hosts must be a list of host names, not {type(hosts).__name__}")
+    found = tuple(hosts or ())
+    if not all(isinstance(host, str) for host in found):
+        raise InvalidInput("hosts must be a list of host names (text)")
+    return found
+
+
+def _check_password(password: str | None) -> None:
+    if password is not None and (not isinstance(password, str) or not password):
+        raise InvalidInput("password must be non-empty text")
 
 
 def sessions(
@@ -59,14 +84,21 @@ def sessions(
     :param failures: if a list, the hosts that failed are appended to it. A failing host is
         also logged (logger ``serversession``, level ERROR); the others' sessions are returned.
     :raises serversession.errors.ServerSessionError: the source cannot be read (with several
-        hosts: none of them could); InvalidInput for a time-out that is not a number of seconds
-        above 0 and at most a day (86400).
+        hosts: none of them could); InvalidInput for what the command's options refuse: a
+        time-out that is not a number of seconds above 0 and at most a day (86400), a port
+        outside 1-65535, ``hosts`` given as one string, a file or user name that is not text,
+        is blank or holds a NUL character, a password that is not text or is empty.
     """
-    _check(timeout, {"smb_conf": smb_conf, "hosts_file": hosts_file, "password_file": password_file, "user": user})
+    _check(
+        timeout,
+        smb_port,
+        {"smb_conf": smb_conf, "hosts_file": hosts_file, "password_file": password_file, "user": user},
+    )
+    _check_password(password)
     reader = open_source(
         source,
         smb_conf=smb_conf,
-        hosts=hosts,
+        hosts=_host_list(hosts),
         hosts_file=hosts_file,
         smb_port=smb_port,
         user=user,

@@ -42,8 +42,11 @@ class Seconds(click.ParamType):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = float(value)
         else:
-            try:
-                number = float(str(value).strip())
+            text = str(value).strip()
+            try:  # float() also reads '1_0' and other scripts' digits ('\u0663'): ASCII digits only
+                if not text.isascii() or "_" in text:
+                    raise ValueError(text)
+                number = float(text)
             except ValueError:
                 self.fail(f"{value!r} is not a number of seconds", param, ctx)
         if not math.isfinite(number) or not self.minimum <= number <= self.maximum:

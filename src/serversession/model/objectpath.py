@@ -29,6 +29,7 @@ class PathError(InvalidInput):
     def __init__(self, position: int, message: str) -> None:
         super().__init__(f"object path error at {position}: {message}")
         self.position = position
+        self.reason = message
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +101,7 @@ def _format_value(value: KeyValue) -> str:
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"[+-]?(?:0[xX][0-9A-Fa-f]+|[0-9]+)(?![A-Za-z0-9_.])")  # ASCII digits only
-_HOST = re.compile(r"[^\\/:\s\x00-\x1f\x7f]+")
+_HOST = re.compile(r"[^\\/:\s\x00-\x1f\x7f-\x9f]+")  # no white space, no C0 or C1 control
 _NAMESPACE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[\\/][A-Za-z_][A-Za-z0-9_]*)*")
 
 

@@ -72,7 +72,8 @@ def parse_host(text: str, default_port: int = SMB_PORT) -> Endpoint:
 
 
 def _port(text: str, where: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    """A TCP port written in ASCII digits (``str.isdigit`` also accepts ``²`` and ``٣``)."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise InvalidInput(f"{where!r}: {text!r} is not a TCP port (1-65535)")
     return int(text)
 

@@ -23,6 +23,8 @@ def resolve_path(text: str | ObjectPath) -> ObjectPath:
     NotFound (exit 1) for a class or namespace that does not exist; InvalidInput (exit 2) for
     malformed paths and wrong keys. Key values are converted to the key's CIM type.
     """
+    if not isinstance(text, (str, ObjectPath)):
+        raise InvalidInput("an object path must be text")
     path = parse_path(text) if isinstance(text, str) else text
     if path.namespace and path.namespace.replace("/", "\\").strip("\\").lower() != WMI_NAMESPACE.lower():
         raise NotFound(f"no namespace {path.namespace[:300]!r} (serversession serves {WMI_NAMESPACE})")

@@ -307,16 +307,21 @@ class Parser:
         properties = self._select_list()
         self.expect_keyword("FROM")
         cls = self.name("a class name")
-        if cls.value.lower() in EVENT_CLASSES or (self.peek().kind == "name" and self.peek().value.upper() == "WITHIN"):
-            self._event_query()
+        event = cls.value.lower() in EVENT_CLASSES
+        if self.keyword("WITHIN"):
+            self._seconds()
+            event = True
         where = None
         if self.keyword("WHERE"):
             where = self.expr()
+        if self.keyword("GROUP"):
+            self._group()
+            event = True
         token = self.peek()
-        if token.kind == "name" and token.value.upper() in ("GROUP", "HAVING"):
-            self._event_query()
         if token.kind != "eof":
             raise self.error(token, "WHERE or the end of the query" if where is None else "AND, OR or the end")
+        if event:  # parsed whole, so that an invalid event query is an error (exit 2), not this
+            self._event_query()
         return SelectQuery(properties, cls.value, cls.position, where, self.text)
 
     def _select_list(self) -> tuple[Property, ...] | None:
@@ -335,16 +340,12 @@ class Parser:
         return Property(name, token.position)
 
     def _association(self, word: str) -> None:
-        """Parse ``ASSOCIATORS OF {path} [WHERE ...]`` fully, then refuse it."""
+        """Parse ``ASSOCIATORS OF {path} [WHERE ...]`` fully, the object path included, then refuse it."""
         self.expect_keyword("OF")
         token = self.peek()
         if not self.punct("{"):
             raise self.error(token, "{ and an object path")
-        close = self.text.find("}", self.lexer.pos)  # the path is not WQL: skip it as text
-        if close < 0:
-            raise WQLError(token.position, "object path is not closed with }")
-        self.lexer.pos = close + 1
-        self._peeked = None
+        self._object_path(token.position)
         if self.keyword("WHERE"):
             while True:
                 token = self.peek()
@@ -366,6 +367,38 @@ class Parser:
             f"{word} OF queries are not supported yet: serversession has no association classes "
             "(Win32_ServerConnection, Win32_ConnectionShare) so far"
         )
+
+    def _object_path(self, brace: int) -> None:
+        """Check the object path after ``{`` (not WQL: read as a path up to the ``}`` outside quotes)."""
+        from ..model.objectpath import PathError, parse_path
+
+        start = self.lexer.pos
+        close = _closing_brace(self.text, start)
+        if close < 0:
+            raise WQLError(brace, "object path is not closed with }")
+        try:
+            parse_path(self.text[start:close])
+        except PathError as exc:
+            raise WQLError(start + exc.position, f"in the object path: {exc.reason}") from None
+        self.lexer.pos = close + 1
+        self._peeked = None
+
+    def _seconds(self) -> None:
+        """The number of seconds after WITHIN: above 0."""
+        token = self.take()
+        if token.kind != "number" or not token.value > 0:
+            raise self.error(token, "a number of seconds above 0")
+
+    def _group(self) -> None:
+        """``GROUP WITHIN seconds [BY property, ...] [HAVING expr]``, after GROUP."""
+        self.expect_keyword("WITHIN")
+        self._seconds()
+        if self.keyword("BY"):
+            self._property()
+            while self.punct(","):
+                self._property()
+        if self.keyword("HAVING"):
+            self.expr()
 
     def _event_query(self) -> None:
         raise NotSupported(
@@ -490,6 +523,26 @@ _ASSOCIATION_WORDS = frozenset(
         "KEYSONLY",
     ]
 )
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the first ``}`` from ``start`` that is outside a quoted value (with backslash
+    escapes), or -1."""
+    quote = None
+    i = start
+    while i < len(text):
+        char = text[i]
+        if quote:
+            if char == "\\":
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "}":
+            return i
+        i += 1
+    return -1
 
 
 def parse(text: str) -> SelectQuery:
