@@ -432,6 +432,9 @@ BAD_NUMBERS = [
     *[("list", "--port", p) for p in ("0", "70000", "-1", "http", "99999999999999999999")],
     *[("sandbox", "start", "--port", p) for p in ("0", "70000", "-1")],
     *[("demo", "--hold", h) for h in ("nan", "inf", "-1", "601")],
+    *[("serve", "--max-age", t, "--no-auth") for t in ("nan", "inf", "-1", "86401")],
+    *[("serve", "--request-timeout", t, "--no-auth") for t in ("nan", "1e308", "0")],
+    *[("serve", "--max-requests", n, "--no-auth") for n in ("0", "65537", "99999999999999999999")],
 ]
 
 

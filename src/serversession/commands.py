@@ -336,18 +336,18 @@ def _encoding() -> str:
 @click.option("--pam", is_flag=True, help="Check passwords with PAM.")
 @click.option("--pam-service", default="login", show_default=True, help="PAM service name.")
 @click.option("--no-auth", is_flag=True, help="Let anyone in (a warning is printed).")
-@click.option("--max-age", type=float, default=1.0, show_default=True, help="Seconds a read of the source is reused.")
+@click.option("--max-age", type=Seconds(0, MAX_TIMEOUT), default=1.0, show_default=True, help="Seconds a read of the source is reused.")
 @click.option("--access-log", metavar="FILE", help="Write one JSON line per request to FILE ('-': stderr).")
 @click.option(
     "--request-timeout",
-    type=click.FloatRange(min=0.1),
+    type=Seconds(0.1, MAX_TIMEOUT),
     default=30.0,
     show_default=True,
     help="Seconds a request may take, body included.",
 )
 @click.option(
     "--max-requests",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 65536),  # each holds a connection: more than file descriptors allow is a mistake
     default=64,
     show_default=True,
     help="Requests handled at once; more are answered 503.",
