@@ -454,6 +454,8 @@ BAD_OPTIONS = [
     (("list", "--user", ""), "--user"),
     (("sandbox", "status", "--dir", ""), "--dir"),
     (("list", "--timeout"), "--timeout"),
+    (("serve", "--bind", "", "--no-auth"), "--bind"),
+    (("serve", "--bind", " ", "--tls-cert", "c", "--tls-key", "k", "--no-auth"), "--bind"),
     (("query",), "WQL"),
     (("get",), "OBJECTPATH"),
     (("list", "extra"), "extra"),

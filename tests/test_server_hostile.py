@@ -149,21 +149,27 @@ SLOW_QUERY = f"SELECT * FROM {CLASS} WHERE Description LIKE '{'%_' * 40}#'"
 
 
 @pytest.fixture(scope="module")
-def slow_server(sandbox, smb_session, passwords: Path, workdir: Path) -> Iterator[Serve]:
-    """A server whose WQL evaluation is pathological (sitecustomize makes LIKE backtrack, in every process)."""
+def slow_env(workdir: Path) -> dict[str, str]:
+    """The environment of a server whose WQL evaluation is pathological (sitecustomize makes LIKE backtrack)."""
     site = workdir / "slowlike"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SLOW_LIKE)
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture(scope="module")
+def slow_server(sandbox, smb_session, passwords: Path, workdir: Path, slow_env: dict[str, str]) -> Iterator[Serve]:
+    """A server whose WQL evaluation is pathological, in every process."""
     serve = Serve(["--htpasswd", str(passwords), "--smb-conf", sandbox.conf_path, "--request-timeout",
-                   str(SLOW_TIMEOUT)], workdir, env, name="slow")  # fmt: skip
+                   str(SLOW_TIMEOUT)], workdir, slow_env, name="slow")  # fmt: skip
     yield serve
     serve.stop()
     assert "Traceback" not in serve.stderr()
 
 
 def connection(server: Serve, user: str = USER, password: str = PASSWORD, **kwargs: Any) -> pywbem.WBEMConnection:
-    return pywbem.WBEMConnection(server.url, (user, password), default_namespace="root/cimv2", timeout=20, **kwargs)
+    kwargs.setdefault("timeout", 20)
+    return pywbem.WBEMConnection(server.url, (user, password), default_namespace="root/cimv2", **kwargs)
 
 
 # --- attacks, each in a child process, bounded in time and count ------------------------------
@@ -353,8 +359,20 @@ def _run_attack(queue: Any, started: Any, attack: Callable[[int, float], dict], 
         queue.put({"error": repr(exc)})
 
 
-def under_attack(server: Serve, attack: Callable[[int, float], dict], seconds: float = ATTACK_SECONDS) -> dict:
-    """Run ``attack`` in a child process; meanwhile a logged-in client must be answered within LATENCY_BOUND."""
+def _sessions(conn: pywbem.WBEMConnection) -> list[Any]:
+    return conn.EnumerateInstances(CLASS)
+
+
+def under_attack(
+    server: Serve,
+    attack: Callable[[int, float], dict],
+    seconds: float = ATTACK_SECONDS,
+    probe: Callable[[pywbem.WBEMConnection], list[Any]] = _sessions,
+) -> dict:
+    """Run ``attack`` in a child process; meanwhile a logged-in client must be answered within LATENCY_BOUND.
+
+    ``probe`` is what the logged-in client asks (it must find alice's session).
+    """
     good = connection(server)
     good.EnumerateInstances(CLASS)  # logged in: its credentials are cached from now on
     context = multiprocessing.get_context("spawn")
@@ -369,7 +387,7 @@ def under_attack(server: Serve, attack: Callable[[int, float], dict], seconds: f
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         start = time.perf_counter()
-        assert any(i["UserName"] == "alice" for i in good.EnumerateInstances(CLASS))
+        assert any(i["UserName"] == "alice" for i in probe(good))
         latencies.append(time.perf_counter() - start)
         time.sleep(0.1)
     outcome = results.get(timeout=60)
@@ -399,6 +417,41 @@ def test_pathological_query_is_cut_off_and_others_keep_being_answered(slow_serve
     # CIM errors (200) on time; 503 while the killed evaluations are wound up (at most 2 per user); never a hang
     assert set(outcome) <= {"200", "503"} and outcome.get("200"), outcome
     assert connection(slow_server).ExecQuery("WQL", f"SELECT UserName FROM {CLASS} WHERE UserName LIKE 'al%'")
+
+
+def test_slow_queries_neither_starve_other_users_nor_hold_up_sigterm(
+    sandbox, smb_session, passwords: Path, workdir: Path, slow_env: dict[str, str]
+) -> None:
+    """Mallory keeps two slow queries running (a minute each, the --request-timeout).
+
+    The two query processes are not both hers: another user's query is answered at once. And
+    SIGTERM stops the server promptly, although her requests still run (aiohttp waited 60 s).
+    """
+    serve = Serve(["--htpasswd", str(passwords), "--smb-conf", sandbox.conf_path, "--request-timeout", "60"],
+                  workdir, slow_env, name="long")  # fmt: skip
+    hostile = connection(serve, MALLORY, MALLORY_PW)
+
+    def query() -> None:
+        with contextlib.suppress(pywbem.Error):  # refused (her share), or the server goes away mid-request
+            hostile.ExecQuery("WQL", SLOW_QUERY)
+
+    threads = [threading.Thread(target=query) for _ in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # her queries are being evaluated
+        good = connection(serve, timeout=LATENCY_BOUND)
+        started = time.monotonic()
+        assert good.ExecQuery("WQL", f"SELECT UserName FROM {CLASS} WHERE UserName = 'alice'")
+        assert time.monotonic() - started < LATENCY_BOUND
+    finally:
+        started = time.monotonic()
+        serve.stop()
+        stopped = time.monotonic() - started
+        for thread in threads:
+            thread.join(30)
+    assert stopped < 5, f"SIGTERM waited {stopped:.1f} s for the running requests"
+    assert "Traceback" not in serve.stderr()
 
 
 def test_big_requests_are_parsed_off_the_event_loop(server: Serve) -> None:
@@ -583,6 +636,7 @@ def _serve_fails(*args: str) -> subprocess.CompletedProcess[str]:
         (["--no-auth", "--access-log", "/nonexistent-dir/access.log"], "does not exist"),
         (["--no-auth", "--access-log", "/"], "Is a directory"),
         (["--no-auth", "--access-log", "{fifo}"], "FIFO nobody reads"),
+        (["--no-auth", "--access-log", "/proc/self/mem"], "cannot open the access log"),  # cannot seek to its end
     ],
 )
 def test_refused_files_and_options(args: list[str], message: str, fifo: str, workdir: Path) -> None:
@@ -696,6 +750,26 @@ def test_key_binding_names_are_never_pasted_into_a_path(server: Serve, name: str
         assert b'<ERROR CODE="4"' in answer.content, answer.text
 
 
+def test_pywbem_warnings_about_requests_stay_out_of_the_log(server: Serve) -> None:
+    """pywbem warned on stderr (two lines, unlimited) for each request naming an instance without keys."""
+    before = server.stderr()
+    for number in range(12):
+        params = _param("InstanceName", f'<INSTANCENAME CLASSNAME="Nope{number}"></INSTANCENAME>')
+        answer = post(server, request_xml("GetInstance", params), "GetInstance")
+        assert b'<ERROR CODE="5"' in answer.content, answer.text
+    time.sleep(0.5)
+    added = server.stderr()[len(before) :]
+    assert "Warning" not in added and len(added.splitlines()) <= 2, added
+
+
+def test_parameters_of_the_wrong_kind_are_named_not_dumped(server: Serve) -> None:
+    params = _param("QueryLanguage", f'<INSTANCENAME CLASSNAME="{CLASS}"></INSTANCENAME>') + _param(
+        "Query", f"<VALUE>SELECT * FROM {CLASS}</VALUE>"
+    )
+    answer = post(server, request_xml("ExecQuery", params), "ExecQuery")
+    assert b'<ERROR CODE="14"' in answer.content and b"CIMInstanceName(" not in answer.content, answer.text
+
+
 def test_duplicate_and_unknown_parameters_are_refused(server: Serve) -> None:
     twice = post(server, request_xml("EnumerateInstanceNames", NAMES + NAMES))
     assert b'<ERROR CODE="4"' in twice.content and b"more than once" in twice.content
@@ -747,8 +821,21 @@ def test_chunked_bodies(server: Serve) -> None:
 
 @pytest.mark.parametrize(
     ("value", "code"),
-    [("0", None), ("4294967295", None), ("-1", 4), ("4294967296", 4), (str(2**64), 4), ("abc", 4), ("9" * 5000, 4)],
-)
+    [
+        ("0", None),
+        ("4294967295", None),
+        (" +7 ", None),
+        ("-1", 4),
+        ("4294967296", 4),
+        (str(2**64), 4),
+        ("abc", 4),
+        ("9" * 5000, 4),
+        ("1_0", 4),
+        ("\u0663", 4),
+        ("\uff17", 4),
+        ("0x10", 4),
+    ],
+)  # DSP0201 integers are decimal digits: int() would take "1_0" and other scripts' digits
 def test_max_object_count_extremes(server: Serve, value: str, code: int | None) -> None:
     params = _param("ClassName", f'<CLASSNAME NAME="{CLASS}"/>') + _param("MaxObjectCount", f"<VALUE>{value}</VALUE>")
     answer = post(server, request_xml("OpenEnumerateInstances", params), "OpenEnumerateInstances")

@@ -336,7 +336,13 @@ def _encoding() -> str:
 @click.option("--pam", is_flag=True, help="Check passwords with PAM.")
 @click.option("--pam-service", default="login", show_default=True, help="PAM service name.")
 @click.option("--no-auth", is_flag=True, help="Let anyone in (a warning is printed).")
-@click.option("--max-age", type=Seconds(0, MAX_TIMEOUT), default=1.0, show_default=True, help="Seconds a read of the source is reused.")
+@click.option(
+    "--max-age",
+    type=Seconds(0, MAX_TIMEOUT),
+    default=1.0,
+    show_default=True,
+    help="Seconds a read of the source is reused.",
+)
 @click.option("--access-log", metavar="FILE", help="Write one JSON line per request to FILE ('-': stderr).")
 @click.option(
     "--request-timeout",

@@ -20,14 +20,17 @@ import stat
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..errors import InvalidInput, ServerSessionError, SourceUnavailable
+from ..xmltext import shows
 
 DEFAULT_PORT, DEFAULT_TLS_PORT = 5988, 5989
 MAX_SECONDS = 86400.0  # the largest time option serve takes (one day)
+SHUTDOWN_GRACE = 0.5  # seconds, twice over (aiohttp waits, then cancels and waits): SIGTERM is not held up by a request
 
 
 @dataclass
@@ -62,6 +65,8 @@ def check_options(options: ServeOptions) -> None:
     """Refuse unsafe or contradictory settings before anything listens (InvalidInput, exit 2)."""
     if bool(options.tls_cert) != bool(options.tls_key):
         raise InvalidInput("--tls-cert and --tls-key go together")
+    if not options.bind.strip() or not options.bind.isprintable():  # '' would listen on every address
+        raise InvalidInput(f"--bind needs one address to listen on (0.0.0.0 or :: for all), not {options.bind!r}")
     if not _is_loopback(options.bind) and not options.tls_cert and not options.insecure:
         raise InvalidInput(
             f"refusing to listen on {options.bind} without TLS: passwords would cross the network in clear "
@@ -131,8 +136,13 @@ def _open_log(target: str) -> TextIO:
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
         os.close(fd)
         raise InvalidInput(f"cannot open the access log {target}: not a file, FIFO or character device")
-    os.set_blocking(fd, True)  # written by a thread of its own: blocking there stalls no client
-    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+    try:
+        os.set_blocking(fd, True)  # written by a thread of its own: blocking there stalls no client
+        return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+    except OSError as exc:  # a file that cannot be appended to (/proc/self/mem cannot seek to its end)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise InvalidInput(f"cannot open the access log {target}: {exc.strerror or exc}") from None
 
 
 def _access_logging(target: str | None) -> logging.handlers.QueueListener | None:
@@ -189,11 +199,12 @@ class _OneLine(logging.Formatter):
     """aiohttp's and asyncio's messages on one line: the exception's type and text, no traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
+        text = " ".join(record.getMessage().split())  # a warning's source line joins its message
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             text += f": {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        return f"serversession: {record.levelname.lower()}: {text}"[:2000]
+        text = "".join(c if shows(c) else f"\\x{ord(c):02x}" for c in text[:2000])
+        return f"serversession: {record.levelname.lower()}: {text}"
 
 
 class _ClientFaults(logging.Filter):
@@ -209,7 +220,11 @@ class _ClientFaults(logging.Filter):
 
 
 def _server_logging() -> None:
-    """No traceback from a hostile request in the log, and no flood of lines either."""
+    """No traceback from a hostile request in the log, and no flood of lines either.
+
+    pywbem warns (on stderr, a line per distinct message) about what it parses, which here is
+    what clients send: those warnings are dropped; any other warning is logged like aiohttp's.
+    """
     limit = _RateLimit()
     for name in ("serversession.server", "serversession.server.auth"):
         logging.getLogger(name).addFilter(limit)
@@ -217,7 +232,11 @@ def _server_logging() -> None:
     handler.setFormatter(_OneLine())
     handler.addFilter(_ClientFaults())
     handler.addFilter(limit)
-    for name in ("aiohttp", "asyncio"):
+    from pywbem import Warning as PywbemWarning
+
+    warnings.filterwarnings("ignore", category=PywbemWarning)
+    logging.captureWarnings(True)
+    for name in ("aiohttp", "asyncio", "py.warnings"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.propagate = False
@@ -263,8 +282,9 @@ def serve(options: ServeOptions, read: Callable[[], list[Any]], echo: Callable[[
 
     async def main() -> None:
         runner = web.AppRunner(
-            server.app(), access_log=None, handler_cancellation=True, keepalive_timeout=15, auto_decompress=False
-        )
+            server.app(), access_log=None, handler_cancellation=True, keepalive_timeout=15, auto_decompress=False,
+            shutdown_timeout=SHUTDOWN_GRACE,  # requests still running then are cancelled: their work abandoned
+        )  # fmt: skip
         await runner.setup()
         site = web.TCPSite(runner, options.bind, port, ssl_context=context, backlog=128)
         try:

@@ -168,6 +168,7 @@ class Server:
     ) -> web.StreamResponse:
         """The request within --request-timeout: 408 while reading it, a CIM error once it is known."""
         timeout = self.limits.request_timeout
+        body: bytes | None = None
         request: Request | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -182,8 +183,10 @@ class Server:
                 _check_headers(headers, request)
                 return await self._operation(request, record, user)
         except TimeoutError:
-            if request is None:
+            if body is None:
                 raise ProtocolError(408, None, f"the request took longer than {timeout:g} s") from None
+            if request is None:  # the body arrived; no worker was free to read it (the user's share is busy)
+                return _busy(f"no worker was free to read the request within {timeout:g} s")
             record["cim_status"] = CIM_ERR_FAILED
             error = CIMError(CIM_ERR_FAILED, f"the operation took longer than {timeout:g} s (--request-timeout)")
             return _xml(error_response(request.message_id, request.method, error))

@@ -24,6 +24,7 @@ from ..xmltext import xml_safe
 
 log = logging.getLogger("serversession.server")
 _DECLARED_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?<\?xml[^>]{0,200}?\sencoding\s*=\s*[\"']([^\"']{0,64})[\"']")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # DSP0201 decimal integers (int() would take "1_0" and other digits)
 _OTHER_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 # DSP0200 status codes
@@ -87,10 +88,11 @@ class Request:
         value = self.params.get(name.lower())
         if value is None:
             return default
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{name} must be an integer") from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if not isinstance(value, str) or not _INTEGER.fullmatch(value.strip(" \t\r\n")):
+            raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{name} must be an integer (decimal digits)")
+        return int(value)
 
 
 def check_encoding(body: bytes) -> None:

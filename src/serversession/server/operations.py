@@ -418,10 +418,10 @@ class Repository:
     # --- queries --------------------------------------------------------------------------
 
     def _query(
-        self, language: Any, query: Any, snapshot: Snapshot | None
+        self, language: Any, query: Any, snapshot: Snapshot | None, user: str = ""
     ) -> tuple[list[CIMObject], tuple[str, ...], ClassDef]:
         if not isinstance(language, str) or language.upper() != "WQL":
-            shown = language[:100] if isinstance(language, str) else language
+            shown = language[:100] if isinstance(language, str) else type(language).__name__
             raise CIMError(CIM_ERR_QUERY_LANGUAGE_NOT_SUPPORTED, f"query language {shown!r}; this server knows WQL")
         if not isinstance(query, str):
             raise CIMError(CIM_ERR_INVALID_PARAMETER, "the query is missing")
@@ -430,7 +430,7 @@ class Repository:
         generation, instances = _need(snapshot)
         if self.queries is not None:  # in a child process, killed if the request is abandoned
             try:
-                classname, properties, rows = self.queries.run(generation, instances, query)
+                classname, properties, rows = self.queries.run(generation, instances, query, user)
             except QueryFailed as exc:
                 code = {"invalid": CIM_ERR_INVALID_QUERY, "unsupported": CIM_ERR_NOT_SUPPORTED}.get(exc.kind)
                 raise CIMError(code or CIM_ERR_FAILED, str(exc)) from None
@@ -447,7 +447,7 @@ class Repository:
         return list(result), result.properties, self.schema.get(result.classname)
 
     def exec_query(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
-        found, props, cls = self._query(request.param("QueryLanguage"), request.param("Query"), snapshot)
+        found, props, cls = self._query(request.param("QueryLanguage"), request.param("Query"), snapshot, user)
         items = self._query_fragments(found, cls, props, "object with path")
         return method_response(request.message_id, request.method, items)
 
@@ -535,7 +535,7 @@ class Repository:
         language = request.params.pop("filterquerylanguage", None)
         query = request.params.pop("filterquery", None)
         timeout, count = self._open_checks(request)
-        found, props, cls = self._query(language, query, snapshot)
+        found, props, cls = self._query(language, query, snapshot, user)
         items = self._query_fragments(found, cls, props, "instance")
         return self._open(request, user, "pullinstances", items, timeout, count)
 

@@ -14,6 +14,7 @@ import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import threading
+from collections import Counter
 from typing import Any
 
 from ..model import CIMObject
@@ -93,20 +94,43 @@ class _Child:
 
 
 class QueryRunner:
-    """At most ``processes`` children evaluating queries; called from worker threads (blocking)."""
+    """At most ``processes`` children evaluating queries; called from worker threads (blocking).
+
+    One user evaluates at most half of them at once (at least one): a user's slow queries leave
+    children for everyone else's.
+    """
 
     def __init__(self, processes: int = 2) -> None:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload([__name__])
-        self._slots = threading.BoundedSemaphore(max(1, processes))
+        self.processes = max(1, processes)
+        self.per_user = max(1, self.processes // 2)
+        self._turns = threading.Condition()
+        self._running: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._idle: list[_Child] = []
         self._closed = False
 
-    def run(self, generation: int, instances: list[CIMObject], query: str) -> tuple[str, tuple[str, ...], Rows]:
-        """Evaluate ``query`` over ``instances``: (class name, properties, rows), or QueryFailed."""
-        while not self._slots.acquire(timeout=POLL):
-            checkpoint()
+    def _acquire(self, user: str) -> None:
+        """Wait (stopping at checkpoints) for a child that ``user`` may use."""
+        with self._turns:
+            while sum(self._running.values()) >= self.processes or self._running[user] >= self.per_user:
+                self._turns.wait(POLL)
+                checkpoint()
+            self._running[user] += 1
+
+    def _release(self, user: str) -> None:
+        with self._turns:
+            self._running[user] -= 1
+            if self._running[user] <= 0:
+                del self._running[user]
+            self._turns.notify_all()
+
+    def run(
+        self, generation: int, instances: list[CIMObject], query: str, user: str = ""
+    ) -> tuple[str, tuple[str, ...], Rows]:
+        """Evaluate ``query`` over ``instances`` for ``user``: (class name, properties, rows), or QueryFailed."""
+        self._acquire(user)
         try:
             with self._lock:
                 child = self._idle.pop() if self._idle else None
@@ -133,7 +157,7 @@ class QueryRunner:
                 else:
                     self._idle.append(child)
         finally:
-            self._slots.release()
+            self._release(user)
         if reply[0] != "ok":
             raise QueryFailed(reply[0], reply[1])
         return reply[1], reply[2], reply[3]
