@@ -17,7 +17,6 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
-import contextlib
 import errno
 import hashlib
 import hmac
@@ -33,7 +32,7 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import InvalidInput, ServerSessionError, SourceUnavailable
 from ..files import read_bytes
-from .work import Busy
+from .work import Busy, Tally
 
 log = logging.getLogger(__name__)
 
@@ -339,8 +338,7 @@ class LoginGate:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="serversession-login"
         )
-        self._pending = 0
-        self._pending_by: Counter[str] = Counter()
+        self._pending = Tally()
         self._key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[str, float, int]] = {}
 
@@ -356,12 +354,12 @@ class LoginGate:
             if cached[1] > time.monotonic() and cached[2] == generation:
                 return True
             del self._cache[key]
-        if self._pending >= self.max_pending:
-            raise Busy(f"{self._pending} password checks are waiting already")
-        if self._pending_by[client] >= self.per_client:
-            raise Busy(f"{self._pending_by[client]} password checks from {client} are waiting already")
+        if self._pending.total >= self.max_pending:
+            raise Busy(f"{self._pending.total} password checks are waiting already")
+        if self._pending.by[client] >= self.per_client:
+            raise Busy(f"{self._pending.by[client]} password checks from {client} are waiting already")
         future = self._executor.submit(self.authenticator.check, user, password)
-        self._count(client, future)
+        self._pending.hold(client, future)  # until it ends: a caller that goes away leaves it to finish
         if not await asyncio.wrap_future(future):  # a caller that goes away leaves the check to finish
             return False
         if len(self._cache) >= self.MAX_CACHED:
@@ -372,24 +370,6 @@ class LoginGate:
                 self._cache.clear()
         self._cache[key] = (user, time.monotonic() + self.cache_seconds, generation)
         return True
-
-    def _count(self, client: str, future: concurrent.futures.Future[bool]) -> None:
-        """Count the check as pending until it ends (even if its request is gone by then)."""
-        loop = asyncio.get_running_loop()
-        self._pending += 1
-        self._pending_by[client] += 1
-
-        def finished() -> None:
-            self._pending -= 1
-            self._pending_by[client] -= 1
-            if self._pending_by[client] <= 0:
-                del self._pending_by[client]
-
-        def done(_: concurrent.futures.Future[bool]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
-                loop.call_soon_threadsafe(finished)
-
-        future.add_done_callback(done)
 
     async def refresh(self) -> None:
         """Let the authenticator notice a changed file (invalidating cached successes)."""

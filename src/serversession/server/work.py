@@ -60,6 +60,36 @@ class Checked(list):  # type: ignore[type-arg]
             yield item
 
 
+class Tally:
+    """Futures still running, counted in all and per key (a user, a client address).
+
+    A future is counted from :meth:`hold` until it ends, even if nobody awaits it any more (its
+    request timed out): what it costs is still being paid. Counts change on the event loop only.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by: Counter[str] = Counter()
+
+    def hold(self, key: str, future: concurrent.futures.Future[Any]) -> None:
+        """Count ``future`` under ``key`` until it ends (call on the event loop)."""
+        loop = asyncio.get_running_loop()
+        self.total += 1
+        self.by[key] += 1
+
+        def release() -> None:
+            self.total -= 1
+            self.by[key] -= 1
+            if self.by[key] <= 0:
+                del self.by[key]
+
+        def done(_: concurrent.futures.Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+                loop.call_soon_threadsafe(release)
+
+        future.add_done_callback(done)
+
+
 def _call(token: threading.Event, function: Callable[..., T], args: tuple[Any, ...]) -> T:
     if token.is_set():  # abandoned while queued
         raise Abandoned
@@ -89,15 +119,19 @@ class WorkPool:
         self._slots: asyncio.Semaphore | None = None
         self._user_slots: dict[str, asyncio.Semaphore] = {}
         self._user_refs: Counter[str] = Counter()
-        self.abandoned = 0
-        self._abandoned_by: Counter[str] = Counter()
+        self._abandoned = Tally()
+
+    @property
+    def abandoned(self) -> int:
+        """Workers still running for requests already answered."""
+        return self._abandoned.total
 
     def _refuse(self, user: str) -> None:
         if self.abandoned >= self.max_abandoned:
             raise Busy(f"{self.abandoned} timed-out requests are still being wound up; try again shortly")
-        if self._abandoned_by[user] >= self.per_user_abandoned:
+        if self._abandoned.by[user] >= self.per_user_abandoned:
             raise Busy(
-                f"{self._abandoned_by[user]} of your timed-out requests are still being wound up "
+                f"{self._abandoned.by[user]} of your timed-out requests are still being wound up "
                 f"(at most {self.per_user_abandoned} per user); try again shortly"
             )
 
@@ -128,25 +162,8 @@ class WorkPool:
         except asyncio.CancelledError:
             token.set()
             if not future.cancel() and not future.done():
-                self._abandon(user, future)
+                self._abandoned.hold(user, future)
             raise
-
-    def _abandon(self, user: str, future: concurrent.futures.Future[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        self.abandoned += 1
-        self._abandoned_by[user] += 1
-
-        def finished() -> None:
-            self.abandoned -= 1
-            self._abandoned_by[user] -= 1
-            if self._abandoned_by[user] <= 0:
-                del self._abandoned_by[user]
-
-        def done(_: concurrent.futures.Future[Any]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
-                loop.call_soon_threadsafe(finished)
-
-        future.add_done_callback(done)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
