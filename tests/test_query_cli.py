@@ -102,3 +102,21 @@ def test_api(busy_and_idle) -> None:
         serversession.get('Win32_ServerSession.ComputerName="127.0.0.1",UserName="zed"', smb_conf=conf)
     with pytest.raises(WQLError):
         serversession.query("SELECT * FROM", smb_conf=conf)
+
+
+def test_instances_of_a_class_and_its_superclasses(busy_and_idle) -> None:
+    """``instances(CLASS)``: the providers of CLASS and its subclasses, built from one read."""
+    conf = busy_and_idle.conf_path
+    own = serversession.instances("win32_serversession", smb_conf=conf)  # names are case-blind
+    assert {"alice", "bob"} <= {s.UserName for s in own}
+    assert all(type(s).classname == "Win32_ServerSession" for s in own)
+    inherited = serversession.instances("CIM_LogicalElement", smb_conf=conf)
+    assert [s.path for s in inherited] == [s.path for s in serversession.sessions(smb_conf=conf)]
+    alice = next(s for s in inherited if s.UserName == "alice")
+    assert alice.ResourcesOpened == 2
+    result = serversession.query("SELECT * FROM CIM_ManagedSystemElement", smb_conf=conf)
+    assert {"alice", "bob"} <= {s.UserName for s in result}
+    with pytest.raises(NotFound, match="no class"):
+        serversession.instances("Win32_NoSuchClass", smb_conf=conf)
+    with pytest.raises(serversession.InvalidInput):
+        serversession.instances(5, smb_conf=conf)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@
 ...     print(s.UserName, s.ComputerName, s.IdleTime)
 >>> idle = serversession.query("SELECT UserName FROM Win32_ServerSession WHERE IdleTime > 600")
 >>> serversession.get('Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"')
+>>> serversession.instances("CIM_LogicalElement")  # a class and its subclasses, from one read
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidInput, NotFound, ServerSessionError, SourceDataError, SourceTimeout, SourceUnavailable
 
 if TYPE_CHECKING:
-    from .api import get, query, sessions
+    from .api import get, instances, query, sessions
     from .model import CIMObject
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "SourceTimeout",
     "SourceUnavailable",
     "get",
+    "instances",
     "query",
     "sessions",
 ]
@@ -36,7 +38,7 @@ __all__ = [
 # The API and the model are imported on first use (PEP 562), so that ``python -m serversession``
 # and ``serversession.cli`` load only what the command they run needs.
 def __getattr__(name: str) -> Any:
-    if name in ("get", "query", "sessions"):
+    if name in ("get", "instances", "query", "sessions"):
         from . import api as module
     elif name == "CIMObject":
         from . import model as module  # type: ignore[no-redef]

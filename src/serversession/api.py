@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
-from .model import CIMObject, server_sessions
-from .sources import DEFAULT_TIMEOUT, open_source, read_sessions
+from .model import SERVER_SESSION, CIMObject
+from .sources import DEFAULT_TIMEOUT, open_source, read_snapshot
 from .sources.remote import SMB_PORT
 
 if TYPE_CHECKING:
+    from .sources.base import Snapshot
     from .sources.multi import HostFailure
     from .wql import QueryResult
 
@@ -69,6 +70,8 @@ def sessions(
 ) -> list[CIMObject]:
     """The Win32_ServerSession instances of a source, one per (server, ComputerName, UserName).
 
+    The same as ``instances("Win32_ServerSession", ...)``.
+
     Each object has the CIM property names as attributes (``s.UserName``, ``s.IdleTime``),
     ``server`` (the host it was read from; None for this machine), ``to_dict()``, ``path`` and
     ``to_cim_instance()``.
@@ -89,6 +92,47 @@ def sessions(
         outside 1-65535, ``hosts`` given as one string, a file or user name that is not text,
         is blank or holds a NUL character, a password that is not text or is empty.
     """
+    return instances(
+        SERVER_SESSION,
+        source=source,
+        smb_conf=smb_conf,
+        timeout=timeout,
+        hosts=hosts,
+        hosts_file=hosts_file,
+        smb_port=smb_port,
+        user=user,
+        password=password,
+        password_file=password_file,
+        failures=failures,
+    )
+
+
+def instances(classname: str = SERVER_SESSION, **source_options: Any) -> list[CIMObject]:
+    """The instances of the class called ``classname`` (and its subclasses), from one read.
+
+    ``source_options`` are those of :func:`sessions`. NotFound if the schema has no such class
+    or it has no instances of its own (``CIM_LogicalElement`` gives its subclasses' instances).
+    """
+    from .model.providers import build, provided
+
+    if not isinstance(classname, str):
+        raise InvalidInput("classname must be text")
+    return build(provided(classname), _snapshot(**source_options))
+
+
+def _snapshot(
+    source: str = "auto",
+    smb_conf: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    hosts: Sequence[str] = (),
+    hosts_file: str | None = None,
+    smb_port: int = SMB_PORT,
+    user: str | None = None,
+    password: str | None = None,
+    password_file: str | None = None,
+    failures: list[HostFailure] | None = None,
+) -> Snapshot:
+    """One snapshot of the source the options name (checked as the command's options are)."""
     _check(
         timeout,
         smb_port,
@@ -106,7 +150,7 @@ def sessions(
         password_file=password_file,
     )
     try:
-        return server_sessions(read_sessions(reader, timeout))
+        return read_snapshot(reader, timeout)
     finally:
         if failures is not None:
             failures.extend(getattr(reader, "failures", ()))
@@ -122,7 +166,7 @@ def query(wql: str, **source_options: Any) -> QueryResult:
     from .wql import compile_query
 
     compiled = compile_query(wql)
-    return compiled.run(sessions(**source_options))
+    return compiled.run(instances(compiled.classname, **source_options))
 
 
 def get(path: str, **source_options: Any) -> CIMObject:
@@ -135,4 +179,4 @@ def get(path: str, **source_options: Any) -> CIMObject:
     from .wql.lookup import resolve_path
 
     wanted = resolve_path(path)
-    return find_instance(wanted, sessions(**source_options))
+    return find_instance(wanted, instances(wanted.classname, **source_options))

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..errors import InvalidInput, SourceTimeout, SourceUnavailable
-from .base import DEFAULT_TIMEOUT, SessionRecord, Source
+from .base import DEFAULT_TIMEOUT, SessionRecord, Snapshot, Source
 from .remote import SMB_PORT
 
-__all__ = ["DEFAULT_TIMEOUT", "SOURCE_NAMES", "SessionRecord", "Source", "open_source", "read_sessions"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "SOURCE_NAMES",
+    "SessionRecord",
+    "Snapshot",
+    "Source",
+    "open_source",
+    "read_sessions",
+    "read_snapshot",
+]
 
 SOURCE_NAMES = ("auto", "samba", "srvsvc")
 GRACE = 1.0  # extra seconds the guard thread gives a source that bounds its own wait
@@ -108,3 +118,9 @@ def read_sessions(source: Source, timeout: float = DEFAULT_TIMEOUT) -> list[Sess
         if str(exc).startswith(source.description):  # the guard's own message: say the time-out asked for
             raise SourceTimeout(f"{source.description} did not answer within {timeout:g} s") from None
         raise
+
+
+def read_snapshot(source: Source, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
+    """One snapshot of ``source``, bounded in time (:func:`read_sessions`)."""
+    sessions = read_sessions(source, timeout)
+    return Snapshot(tuple(sessions), time.time())

@@ -34,6 +34,19 @@ class SessionRecord:
     detail: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one read of a source saw (DESIGN.md section 2a: one read is one snapshot).
+
+    Every class's provider builds its instances from the same snapshot, so that instances of
+    different classes agree. ``taken``: Unix seconds when the read ended (times are measured
+    from it).
+    """
+
+    sessions: tuple[SessionRecord, ...]
+    taken: float
+
+
 class Source(Protocol):
     """What every source offers.
 

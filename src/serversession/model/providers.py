@@ -1,0 +1,40 @@
+"""One provider per class: it builds that class's instances from a source's snapshot.
+
+Adding a class is adding its MOF file and a provider here (DESIGN.md section 3); the front
+ends ask for a class by name and never know which records it comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import NotFound
+from ..sources.base import Snapshot
+from .instances import SERVER_SESSION, CIMObject, server_sessions
+from .schema import load_schema
+
+Provider = Callable[[Snapshot], list[CIMObject]]
+
+PROVIDERS: dict[str, Provider] = {
+    SERVER_SESSION: lambda snapshot: server_sessions(snapshot.sessions, snapshot.taken),
+}
+
+
+def provided(classname: str) -> tuple[str, ...]:
+    """The classes with a provider among ``classname`` and its subclasses (schema spelling).
+
+    NotFound if the schema has no such class, or neither it nor a subclass has instances.
+    """
+    schema = load_schema()
+    found = tuple(name for name in schema.subclasses(classname) if name in PROVIDERS)
+    if not found:
+        raise NotFound(f"{schema.get(classname).name} has no instances (no provider serves it or a subclass)")
+    return found
+
+
+def build(classnames: tuple[str, ...], snapshot: Snapshot) -> list[CIMObject]:
+    """The instances of ``classnames`` (each with a provider), built from one ``snapshot``."""
+    out: list[CIMObject] = []
+    for name in classnames:
+        out.extend(PROVIDERS[name](snapshot))
+    return out
