@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import wait_for
 from serversession.errors import SourceDataError
 from serversession.sources import samba_records as records
 from serversession.sources import tcp_idle
@@ -65,7 +66,7 @@ def test_every_truncation_is_a_format_error(session_blob: bytes) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=600))
 def test_random_bytes_never_crash_the_decoders(data: bytes) -> None:
-    for decode in (records.decode_session, records.decode_open):
+    for decode in (records.decode_session, records.decode_open, records.decode_tcon):
         for layout in records.LAYOUTS:
             with contextlib.suppress(records.RecordFormatError):
                 decode(data, layout)
@@ -154,3 +155,19 @@ def test_idle_time_of_a_real_loopback_connection() -> None:
             client.sendall(b"again")
             assert accepted.recv(5) == b"again"
             assert tcp_idle.idle_milliseconds({port})[key] < 500
+
+
+def test_real_tree_connect_decodes_and_every_truncation_is_a_format_error(sandbox, connect) -> None:
+    connect("carol").open_files(["tcon.txt"])
+    tdb = _import_bindings()[0]
+    path = os.path.join(sandbox.directory, "lock", "smbXsrv_tcon_global.tdb")
+    blobs = wait_for(lambda: read_values(tdb, path, None))
+    tcons = [records.decode_tcon(blob, LAYOUT) for blob in blobs]
+    assert "share" in {t.share_name for t in tcons}
+    assert all(t.server_pid > 0 and t.creation_time and t.creation_time <= time.time() for t in tcons)
+    blob = blobs[0]
+    for end in range(len(blob)):
+        with pytest.raises(records.RecordFormatError):
+            records.decode_tcon(blob[:end], LAYOUT)
+    with pytest.raises(records.RecordFormatError):
+        records.decode_tcon(blob + b"\0", LAYOUT)  # a byte left over

@@ -148,3 +148,57 @@ def test_list_machine_formats_through_the_command(sandbox, connect, fmt):
     assert result.returncode == 0, result.stderr
     assert "alice" in result.stdout
     assert result.stderr == ""
+
+
+def _smbstatus(sandbox, *options: str) -> dict:
+    status = subprocess.run(
+        ["smbstatus", *options, "--json", "-s", sandbox.conf_path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env=sandbox.environment(),
+    )
+    return json.loads(status.stdout)
+
+
+def test_tree_connects_agree_with_smbstatus(sandbox, connect):
+    """Tree connects in the snapshot: share, id, time to the microsecond, and the session they belong to."""
+    from smbprotocol.tree import TreeConnect
+
+    from serversession.sources import read_snapshot
+    from serversession.sources.base import CONNECTIONS
+
+    alice = connect("alice")
+    alice.open_files(["tc1.txt"])  # a tree connect to share
+    TreeConnect(alice.session, "\\\\127.0.0.1\\IPC$").connect()  # and one to IPC$, on the same session
+    connect("bob").open_files(["tc2.txt"])
+    source = open_source("samba", smb_conf=sandbox.conf_path)
+
+    def both():
+        snapshot = read_snapshot(source, 30, frozenset({CONNECTIONS}))
+        tcons = _smbstatus(sandbox, "-S").get("tcons", {})  # -S gives only the tree connects
+        ours = {(c.connection_id, c.share_name): c.established for c in snapshot.connections}
+        theirs = {
+            (int(t["tcon_id"]), t["service"]): datetime.fromisoformat(t["connected_at"]).timestamp()
+            for t in tcons.values()
+        }
+        # the same tree connects, made at the same moment (a float of Unix seconds holds 0.2 us)
+        same = ours.keys() == theirs.keys() and all(abs(ours[k] - theirs[k]) <= 1.5e-6 for k in ours)
+        seen.append((ours, theirs))
+        return (snapshot, tcons) if same else None
+
+    seen: list[tuple[dict, dict]] = []
+    try:
+        snapshot, tcons = wait_for(both, timeout=15)
+    except BaseException:
+        print("last read, ours then smbstatus's:", *seen[-1], sep="\n")
+        raise
+    users = {s.session_id: s.user_name for s in snapshot.sessions}
+    shares = sorted((users[c.session_id], c.share_name) for c in snapshot.connections if users[c.session_id] != "")
+    assert ("alice", "IPC$") in shares and ("alice", "share") in shares and ("bob", "share") in shares
+    sessions = _smbstatus(sandbox)["sessions"]
+    for connection in snapshot.connections:  # each belongs to the session smbstatus names
+        tcon = tcons[str(connection.connection_id)]
+        assert users[connection.session_id] == sessions[tcon["session_id"]]["username"]
+    assert read_snapshot(source, 30).connections is None  # not asked for: not read

@@ -113,14 +113,16 @@ def instances(classname: str = SERVER_SESSION, **source_options: Any) -> list[CI
     ``source_options`` are those of :func:`sessions`. NotFound if the schema has no such class
     or it has no instances of its own (``CIM_LogicalElement`` gives its subclasses' instances).
     """
-    from .model.providers import build, provided
+    from .model.providers import build, needs, provided
 
     if not isinstance(classname, str):
         raise InvalidInput("classname must be text")
-    return build(provided(classname), _snapshot(**source_options))
+    snapshot = _snapshot(needs(classname), **source_options)
+    return build(provided(classname), snapshot)
 
 
 def _snapshot(
+    parts: frozenset[str],
     source: str = "auto",
     smb_conf: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
@@ -150,7 +152,7 @@ def _snapshot(
         password_file=password_file,
     )
     try:
-        return read_snapshot(reader, timeout)
+        return read_snapshot(reader, timeout, parts)
     finally:
         if failures is not None:
             failures.extend(getattr(reader, "failures", ()))

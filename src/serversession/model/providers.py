@@ -18,6 +18,20 @@ Provider = Callable[[Snapshot], list[CIMObject]]
 PROVIDERS: dict[str, Provider] = {
     SERVER_SESSION: lambda snapshot: server_sessions(snapshot.sessions, snapshot.taken),
 }
+#: what each provider needs in the snapshot besides the sessions (sources/base.py: CONNECTIONS ...)
+NEEDS: dict[str, frozenset[str]] = {SERVER_SESSION: frozenset()}
+
+
+def needs(classname: str) -> frozenset[str]:
+    """The snapshot parts the instances of ``classname`` need, decided before the source is read.
+
+    A class with a provider of its own is answered without the schema (``list`` reads the source
+    first, and loads the schema only to build the instances); any other name through it.
+    """
+    for name, parts in NEEDS.items():
+        if name.lower() == classname.lower():
+            return parts
+    return frozenset().union(*(NEEDS[name] for name in provided(classname)))
 
 
 def provided(classname: str) -> tuple[str, ...]:

@@ -120,7 +120,15 @@ def read_sessions(source: Source, timeout: float = DEFAULT_TIMEOUT) -> list[Sess
         raise
 
 
-def read_snapshot(source: Source, timeout: float = DEFAULT_TIMEOUT) -> Snapshot:
-    """One snapshot of ``source``, bounded in time (:func:`read_sessions`)."""
-    sessions = read_sessions(source, timeout)
-    return Snapshot(tuple(sessions), time.time())
+def read_snapshot(source: Source, timeout: float = DEFAULT_TIMEOUT, parts: frozenset[str] = frozenset()) -> Snapshot:
+    """One snapshot of ``source`` with ``parts`` besides the sessions (if the source reads them),
+    bounded in time as :func:`read_sessions` is."""
+    read = getattr(source, "snapshot", None)
+    if read is None or not parts:
+        return Snapshot(tuple(read_sessions(source, timeout)), time.time())
+    try:
+        return call_with_timeout(lambda: read(timeout, parts), timeout + GRACE, source.description)
+    except SourceTimeout as exc:
+        if str(exc).startswith(source.description):
+            raise SourceTimeout(f"{source.description} did not answer within {timeout:g} s") from None
+        raise

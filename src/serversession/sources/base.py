@@ -35,16 +35,33 @@ class SessionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionRecord:
+    """One tree connect (a session's connection to a share) as a source read it."""
+
+    session_id: str  # the SessionRecord.session_id of its session
+    share_name: str
+    connection_id: int
+    established: float | None  # Unix seconds
+    server: str | None = None
+
+
+#: what a snapshot can hold besides sessions (each read only when a class needs it)
+CONNECTIONS = "connections"
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What one read of a source saw (DESIGN.md section 2a: one read is one snapshot).
 
     Every class's provider builds its instances from the same snapshot, so that instances of
     different classes agree. ``taken``: Unix seconds when the read ended (times are measured
-    from it).
+    from it). A source with a ``snapshot(timeout, parts)`` method reads the ``parts`` asked
+    for (e.g. :data:`CONNECTIONS`) in the same read as the sessions; the others give sessions.
     """
 
     sessions: tuple[SessionRecord, ...]
     taken: float
+    connections: tuple[ConnectionRecord, ...] | None = None  # None: not read, or the source cannot
 
 
 class Source(Protocol):

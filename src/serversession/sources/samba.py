@@ -25,7 +25,7 @@ from ..errors import SourceDataError, SourceTimeout, SourceUnavailable
 from ..files import check_regular_file, read_bytes
 from . import forked, samba_tdb, smbd_connections, tcp_idle
 from . import samba_records as records
-from .base import DEFAULT_TIMEOUT, SESS_GUEST, SessionRecord
+from .base import CONNECTIONS, DEFAULT_TIMEOUT, SESS_GUEST, ConnectionRecord, SessionRecord, Snapshot
 
 SAMBA_PYTHON_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3/site-packages")
 log = logging.getLogger(__name__)
@@ -290,6 +290,10 @@ class SambaSource:
         self.pending_channels: list[records.ChannelRecord] = []
 
     def sessions(self, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
+        return list(self.snapshot(timeout).sessions)
+
+    def snapshot(self, timeout: float = DEFAULT_TIMEOUT, parts: frozenset[str] = frozenset()) -> Snapshot:
+        """Sessions, and the tree connects if ``parts`` holds CONNECTIONS, from one read."""
         self.warnings = []
         tdb, param, ndr, auth = _import_bindings()
         config = load_config(self.smb_conf, param)
@@ -303,13 +307,12 @@ class SambaSource:
         lock = config.lock_directory
         session_path = os.path.join(lock, "smbXsrv_session_global.tdb")
         open_path = os.path.join(lock, "smbXsrv_open_global.tdb")
+        paths = [session_path, open_path]
+        if CONNECTIONS in parts:
+            paths.append(os.path.join(lock, "smbXsrv_tcon_global.tdb"))
         processes = smbd_connections.smbd_processes(main_pid, config.share_paths, config.own_directories)
-        session_blobs, open_blobs = samba_tdb.read_databases(
-            tdb,
-            (session_path, open_path),
-            timeout,
-            self.description,
-            skip_key_size=REPLAY_CACHE_KEY_SIZE,
+        session_blobs, open_blobs, *tcon_blobs = samba_tdb.read_databases(
+            tdb, paths, timeout, self.description, skip_key_size=REPLAY_CACHE_KEY_SIZE
         )
         now = time.time()
         # A release that was not run in the version matrix is trusted only while every one of
@@ -318,8 +321,9 @@ class SambaSource:
         try:
             sessions = self._decode_sessions(session_blobs, layout, ndr, auth, config, strict)
             opens = self._decode_opens(open_blobs, layout, strict)
+            tcons = self._decode_tcons(tcon_blobs[0], layout, config, strict) if tcon_blobs else None
         except records.RecordFormatError as exc:
-            return self._fall_back(config, layout, exc, timeout)
+            return Snapshot(tuple(self._fall_back(config, layout, exc, timeout)), time.time())
         ports = {_endpoint(ch.local_address)[1] for s, _ in sessions for ch in s.channels}
         if processes and main_pid in processes:
             ports |= smbd_connections.listening_ports(processes[main_pid])
@@ -335,7 +339,8 @@ class SambaSource:
             return _channel_endpoints(again, self.pending_channels)
 
         self._cross_check(main_pid, processes, ports, sockets, sessions, channels_now)
-        return self._records(sessions, opens, idle, config, now)
+        found = self._records(sessions, opens, idle, config, now)
+        return Snapshot(tuple(found), now, None if tcons is None else _connections(tcons, sessions))
 
     def _cross_check(
         self,
@@ -436,6 +441,29 @@ class SambaSource:
         self.warnings.append(message)
         log.warning("%s: %s", self.description, message)
 
+    def _decode_tcons(
+        self, blobs: list[bytes], layout: records.Layout, config: SambaConfig, strict: bool = False
+    ) -> list[records.TconGlobalRecord] | None:
+        """The tree connects of live smbd processes that have a share (smbstatus's choice); None if
+        there are some and none decodes. A strict read raises RecordFormatError on the first failure."""
+        tcons = []
+        failures = 0
+        for value in blobs:
+            try:
+                tcon = records.decode_tcon(value, layout)
+            except records.RecordFormatError as exc:
+                if strict:
+                    raise records.RecordFormatError(f"a tree-connect record could not be decoded: {exc}") from None
+                failures += 1
+                continue
+            if tcon.share_name and _server_alive(config.lock_directory, tcon.server_pid, tcon.server_unique_id):
+                tcons.append(tcon)
+        if failures:
+            self._warn(f"{failures} of {len(blobs)} tree-connect records could not be decoded")
+            if failures == len(blobs):
+                return None
+        return tcons
+
     def _decode_opens(
         self, blobs: list[bytes], layout: records.Layout, strict: bool = False
     ) -> list[records.OpenGlobalRecord] | None:
@@ -502,6 +530,24 @@ class SambaSource:
                 )
             )
         return out
+
+
+def _connections(
+    tcons: list[records.TconGlobalRecord], sessions: list[tuple[records.SessionGlobalRecord, Any]]
+) -> tuple[ConnectionRecord, ...]:
+    """The tree connects of the sessions read (one whose session is not among them is left out:
+    it is still being made, or its session is being torn down)."""
+    wire_ids = {session.session_global_id: session.session_wire_id for session, _ in sessions}
+    return tuple(
+        ConnectionRecord(
+            session_id=f"{wire_ids[tcon.session_global_id]:#x}",
+            share_name=tcon.share_name,
+            connection_id=tcon.tcon_global_id,
+            established=tcon.creation_time,
+        )
+        for tcon in sorted(tcons, key=lambda t: t.tcon_global_id)
+        if tcon.session_global_id in wire_ids
+    )
 
 
 def _channel_endpoints(

@@ -297,6 +297,21 @@ class OpenGlobalRecord:
         return self.disconnect_time is not None
 
 
+@dataclass(frozen=True, slots=True)
+class TconGlobalRecord:
+    """The fields of one ``smbXsrv_tcon_global`` (a tree connect) that serversession uses."""
+
+    tcon_global_id: int
+    tcon_wire_id: int
+    server_pid: int
+    server_unique_id: int
+    creation_time: float | None
+    share_name: str  # "" while the tree connect is being made
+    encryption_flags: int
+    session_global_id: int
+    signing_flags: int
+
+
 def strip_watchers(value: bytes) -> bytes:
     """Remove dbwrap_watch's header (uint32 count, 32 bytes per watcher)."""
     if len(value) < 4:
@@ -475,4 +490,39 @@ def decode_open(blob: bytes, layout: Layout) -> OpenGlobalRecord:
         disconnect_time=nttime_to_unix(disconnect_time),
         durable=durable,
         persistent=persistent,
+    )
+
+
+@_truncation_is_a_format_error
+def decode_tcon(blob: bytes, layout: Layout) -> TconGlobalRecord:
+    """Decode an ``smbXsrv_tcon_globalB`` blob (a tree connect; no watch or persistency header).
+
+    The body is the same from 4.13 to 4.25; 4.25 changes only the envelope (docs/notes).
+    """
+    r = _Reader(blob)
+    r.envelope(layout)
+    r.null_pointer()  # db_rec
+    tcon_global_id = r.u32()
+    tcon_wire_id = r.u32()
+    pid, unique_id = r.server_id()
+    creation = r.nttime()
+    share_name = r.string()
+    encryption_flags = r.u8()
+    session_global_id = r.u32()
+    signing_flags = r.u8()
+    r.end()
+    if signing_flags & ~SIGNING_FLAG_BITS or encryption_flags & ~ENCRYPTION_FLAG_BITS:
+        raise RecordFormatError("unknown signing or encryption flags")
+    if not 0 < pid <= PID_MAX:
+        raise RecordFormatError(f"tree connect of an impossible process id {pid}")
+    return TconGlobalRecord(
+        tcon_global_id=tcon_global_id,
+        tcon_wire_id=tcon_wire_id,
+        server_pid=pid,
+        server_unique_id=unique_id,
+        creation_time=nttime_to_unix(creation),
+        share_name=share_name,
+        encryption_flags=encryption_flags,
+        session_global_id=session_global_id,
+        signing_flags=signing_flags,
     )
