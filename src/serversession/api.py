@@ -12,7 +12,6 @@ from .sources import DEFAULT_TIMEOUT, open_source, read_snapshot
 from .sources.remote import SMB_PORT
 
 if TYPE_CHECKING:
-    from .sources.base import Snapshot
     from .sources.multi import HostFailure
     from .wql import QueryResult
 
@@ -107,22 +106,9 @@ def sessions(
     )
 
 
-def instances(classname: str = SERVER_SESSION, **source_options: Any) -> list[CIMObject]:
-    """The instances of the class called ``classname`` (and its subclasses), from one read.
-
-    ``source_options`` are those of :func:`sessions`. NotFound if the schema has no such class
-    or it has no instances of its own (``CIM_LogicalElement`` gives its subclasses' instances).
-    """
-    from .model.providers import build, needs, provided
-
-    if not isinstance(classname, str):
-        raise InvalidInput("classname must be text")
-    snapshot = _snapshot(needs(classname), **source_options)
-    return build(provided(classname), snapshot)
-
-
-def _snapshot(
-    parts: frozenset[str],
+def instances(
+    classname: str = SERVER_SESSION,
+    *,
     source: str = "auto",
     smb_conf: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
@@ -133,14 +119,24 @@ def _snapshot(
     password: str | None = None,
     password_file: str | None = None,
     failures: list[HostFailure] | None = None,
-) -> Snapshot:
-    """One snapshot of the source the options name (checked as the command's options are)."""
+) -> list[CIMObject]:
+    """The instances of the class called ``classname`` (and its subclasses), from one read.
+
+    The source options are those of :func:`sessions`, checked as the command's options are.
+    NotFound if the schema has no such class or it has no instances of its own
+    (``CIM_LogicalElement`` gives its subclasses' instances).
+    """
+    from .model.providers import build, needs, provided
+
+    if not isinstance(classname, str):
+        raise InvalidInput("classname must be text")
     _check(
         timeout,
         smb_port,
         {"smb_conf": smb_conf, "hosts_file": hosts_file, "password_file": password_file, "user": user},
     )
     _check_password(password)
+    parts = needs(classname)  # before the read: what the class's providers need from it
     reader = open_source(
         source,
         smb_conf=smb_conf,
@@ -152,10 +148,11 @@ def _snapshot(
         password_file=password_file,
     )
     try:
-        return read_snapshot(reader, timeout, parts)
+        snapshot = read_snapshot(reader, timeout, parts)
     finally:
         if failures is not None:
             failures.extend(getattr(reader, "failures", ()))
+    return build(provided(classname), snapshot)
 
 
 def query(wql: str, **source_options: Any) -> QueryResult:
