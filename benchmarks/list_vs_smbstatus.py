@@ -36,7 +36,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from serversession.sandbox import Sandbox, free_port
 from serversession.sources import open_source, read_sessions
@@ -135,11 +137,21 @@ def compile_package() -> None:
     compileall.compile_dir(os.path.dirname(os.path.abspath(serversession.__file__)), quiet=1)
 
 
-def open_sessions(sandbox: Sandbox, count: int, per_connection: int) -> list[object]:
-    """Open ``count`` authenticated sessions, each with a tree connect to IPC$, over ceil(count / per_connection) connections."""
+def connect_ipc(session: Any, number: int) -> None:
+    """Like every real client, connect a share: smbd drops connections that have no tree
+    connect after 60 s without requests (IDLE_CLOSED_TIMEOUT)."""
+    from smbprotocol.tree import TreeConnect
+
+    TreeConnect(session, "\\\\127.0.0.1\\IPC$").connect()
+
+
+def open_sessions(
+    sandbox: Sandbox, count: int, per_connection: int, each: Callable[[Any, int], None] = connect_ipc
+) -> list[object]:
+    """Open ``count`` authenticated sessions over ceil(count / per_connection) connections, calling
+    ``each(session, number)`` on each (by default: a tree connect to IPC$)."""
     from smbprotocol.connection import Connection
     from smbprotocol.session import Session
-    from smbprotocol.tree import TreeConnect
 
     connections = []
     opened = 0
@@ -151,9 +163,7 @@ def open_sessions(sandbox: Sandbox, count: int, per_connection: int) -> list[obj
             user = USERS[opened % len(USERS)]
             session = Session(connection, user, sandbox.users[user], require_encryption=False)
             session.connect()
-            # Like every real client, connect a share: smbd drops connections that have no
-            # tree connect after 60 s without requests (IDLE_CLOSED_TIMEOUT).
-            TreeConnect(session, "\\\\127.0.0.1\\IPC$").connect()
+            each(session, opened)
             opened += 1
         print(f"\r  opened {opened}/{count} sessions", end="", flush=True)
     print()

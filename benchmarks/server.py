@@ -139,7 +139,7 @@ def main() -> None:
     import pywbem
     import pywbem_mock
 
-    from serversession.model.schema import MOF_FILES, _mof_sources
+    from serversession.model.schema import MOF_FILES, NAMESPACE, _mof_sources
 
     port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--instances", str(args.instances)])
@@ -157,7 +157,7 @@ def main() -> None:
 
         mock = pywbem_mock.FakedWBEMConnection(default_namespace="root/cimv2")
         sources = _mof_sources()
-        mock.compile_mof_string("\n".join(sources[n] for n in MOF_FILES), namespace="root/cimv2")
+        mock.compile_mof_string("\n".join(sources[(NAMESPACE, n)] for n in MOF_FILES[NAMESPACE]), namespace=NAMESPACE)
         mock.add_cimobjects([i.to_cim_instance() for i in synthetic_instances(args.instances)], namespace="root/cimv2")
         if len(mock.EnumerateInstances("Win32_ServerSession")) != args.instances:
             raise SystemExit("the mock does not hold the instances")

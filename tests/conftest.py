@@ -197,3 +197,12 @@ def xml_kept(text: str) -> str:
         "\ufffd" if (ord(c) < 0x20 and c not in "\t\n\r") or 0xD800 <= ord(c) <= 0xDFFF or c in "\ufffe\uffff" else c
         for c in text
     )
+
+
+def compile_package_mof(compiler: object, namespace: str | None = None) -> None:
+    """Compile the package's MOF of ``namespace`` (default root/cimv2) with a pywbem MOFCompiler."""
+    from serversession.model.schema import NAMESPACE, _mof_sources
+
+    for (space, name), text in _mof_sources().items():
+        if space == (namespace or NAMESPACE):
+            compiler.compile_string(text, space, filename=name)  # type: ignore[attr-defined]

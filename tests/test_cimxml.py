@@ -49,6 +49,34 @@ def test_instance_name_and_path_fragments_equal_pywbem(instance) -> None:
     assert path == parsed(expected.tocimxmlstr())
 
 
+def test_reference_fragments_equal_pywbem() -> None:
+    """An association: REF properties as PROPERTY.REFERENCE/VALUE.REFERENCE/INSTANCEPATH, and
+    reference keys as KEYBINDING/VALUE.REFERENCE, parsing to what pywbem's own XML parses to."""
+    from serversession.model.instances import instance_class
+
+    session, cls = INSTANCES[1], load_schema().get("Win32_SessionConnection")  # the escaped names
+    connection = instance_class("Win32_ServerConnection")(
+        ComputerName=session.ComputerName, ShareName='sh"a\\re', UserName=session.UserName
+    )
+    link = instance_class(cls.name)(Antecedent=session.object_path, Dependent=connection.object_path)
+    reference = link.to_cim_instance()
+    for name in ("Antecedent", "Dependent"):
+        reference[name].host = "fs1"
+        reference.path.keybindings[name].host = "fs1"
+    ours = parsed(xmlwrite.instance_xml(link, cls, list(cls.properties), host="fs1"))
+    expected = reference.copy()
+    expected.path = None
+    assert ours == parsed(expected.tocimxmlstr())
+    assert ours["Antecedent"].namespace == "root/cimv2" and ours["Antecedent"].host == "fs1"
+    assert ours.properties["Dependent"].reference_class == "Win32_ServerConnection"
+    name = parsed(xmlwrite.instance_name_xml(link, cls, "fs1"))
+    expected_name = reference.path.copy()
+    expected_name.namespace = expected_name.host = None
+    assert name == parsed(expected_name.tocimxmlstr())
+    path = parsed(xmlwrite.instance_path_xml(link, cls, "fs1"))
+    assert path.namespace == "root/cimv2" and path.keybindings["Dependent"].keybindings["ShareName"] == 'sh"a\\re'
+
+
 def test_class_origin_attributes() -> None:
     ours = parsed(xmlwrite.instance_xml(INSTANCES[0], CLS, ["Caption", "UserName"], include_class_origin=True))
     assert ours.properties["Caption"].class_origin == "CIM_ManagedSystemElement"

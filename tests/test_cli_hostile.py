@@ -276,13 +276,12 @@ def test_csv_round_trips(computer, user, server) -> None:
 def mof_compiler():
     import pywbem
 
-    from serversession.model.schema import MOF_FILES, NAMESPACE, _mof_sources
+    from conftest import compile_package_mof
+    from serversession.model.schema import NAMESPACE
 
     conn = pywbem.MOFWBEMConnection()
     compiler = pywbem.MOFCompiler(conn, verbose=False, log_func=lambda _m: None)
-    sources = _mof_sources()
-    for name in MOF_FILES:
-        compiler.compile_string(sources[name], NAMESPACE, filename=name)
+    compile_package_mof(compiler)
 
     def compile_instances(text: str) -> list:
         conn.instances[NAMESPACE] = []
@@ -458,7 +457,7 @@ BAD_OPTIONS = [
     (("serve", "--bind", " ", "--tls-cert", "c", "--tls-key", "k", "--no-auth"), "--bind"),
     (("query",), "WQL"),
     (("get",), "OBJECTPATH"),
-    (("list", "extra"), "extra"),
+    (("list", "Win32_Share", "extra"), "extra"),
     (("nosuchcommand",), "nosuchcommand"),
     (("sandbox", "explode"), "explode"),
     (("schema", "--format", "xml"), "--format"),

@@ -40,7 +40,8 @@ from smbprotocol.tree import TreeConnect
 import serversession
 from conftest import run_cli, wait_for
 from serversession.sandbox import Sandbox, free_port
-from serversession.sources import open_source, read_sessions, samba_records, samba_tdb
+from serversession.sources import open_source, read_sessions, read_snapshot, samba_records, samba_tdb
+from serversession.sources.base import OPENS
 from serversession.sources.samba import _import_bindings
 
 pytestmark = pytest.mark.samba
@@ -342,8 +343,16 @@ def test_vanished_client_leaves_disconnected_durable_handles_then_reclaims_them(
         held.append((handle, create_guid))
     names = sorted(h.file_name for h, _ in held)
     bystander = clients.share(clients.login(clients.connect(), "bob"))
-    create(bystander, unique("bystander"))
+    plain, _ = create(bystander, unique("bystander"))
     assert one(box, "carol").ResourcesOpened == 2
+    # the open records say which handles are durable; MSFT_SmbOpenFile names their session
+    snapshot = read_snapshot(open_source("samba", smb_conf=box.conf_path), 30, frozenset({OPENS}))
+    durable = {o.path.rsplit("/", 1)[-1]: o.durable for o in snapshot.opens if o.path}
+    assert {durable[n] for n in names} == {True} and durable[plain.file_name] is False, durable
+    carol_id = [s.wire_id for s in snapshot.sessions if s.user_name == "carol"]
+    files = {f.Path.rsplit("/", 1)[-1]: f for f in serversession.instances("MSFT_SmbOpenFile", smb_conf=box.conf_path)}
+    assert len(carol_id) == 1 and [files[n].SessionId for n in names] == carol_id * 2
+    assert {files[n].ContinuouslyAvailable for n in names} == {False}  # durable, not persistent
 
     # The client vanishes: its TCP connection is reset, no close, no logoff.
     sock = connection.transport._sock
@@ -361,6 +370,12 @@ def test_vanished_client_leaves_disconnected_durable_handles_then_reclaims_them(
     sessions = listed(box)
     assert [(s.UserName, s.ResourcesOpened) for s in sessions] == [("bob", 1)]
     assert sum(s.ResourcesOpened for s in sessions) == len(live)
+    # Get-SmbOpenFile still shows the waiting handles, with no session; Get-SmbSession not carol
+    files = {f.Path.rsplit("/", 1)[-1]: f for f in serversession.instances("MSFT_SmbOpenFile", smb_conf=box.conf_path)}
+    assert [(files[n].SessionId, files[n].ClientUserName) for n in names] == [(None, None)] * 2
+    assert files[plain.file_name].ClientUserName == "bob" and files[plain.file_name].SessionId is not None
+    smb_sessions = serversession.instances("MSFT_SmbSession", smb_conf=box.conf_path)
+    assert [s.ClientUserName for s in smb_sessions] == ["bob"]
 
     # The client comes back (same client GUID, as Windows does) and reclaims both handles.
     tree = clients.share(clients.login(clients.connect(guid=client_guid), "carol"))

@@ -62,11 +62,10 @@ def test_mof_parses_back_with_pywbem(instances, cls) -> None:
     text = render(instances, cls, "mof")
     conn = pywbem.MOFWBEMConnection()
     compiler = pywbem.MOFCompiler(conn, verbose=False, log_func=lambda _m: None)
-    from serversession.model.schema import MOF_FILES, NAMESPACE, _mof_sources
+    from conftest import compile_package_mof
+    from serversession.model.schema import NAMESPACE
 
-    sources = _mof_sources()
-    for name in MOF_FILES:
-        compiler.compile_string(sources[name], NAMESPACE, filename=name)
+    compile_package_mof(compiler)
     compiler.compile_string(text, NAMESPACE, filename="list.mof")
     parsed = conn.instances[NAMESPACE]
     assert len(parsed) == 3

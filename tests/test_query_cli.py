@@ -47,8 +47,12 @@ def test_query_like_case_insensitive_table_and_csv(busy_and_idle) -> None:
     assert table.stdout.splitlines()[-1] == "1 session"
     rows = list(csv.DictReader(io.StringIO(run_cli("query", "SELECT * FROM CIM_LogicalElement", "--format", "csv",
                                                    "--smb-conf", conf).stdout)))  # fmt: skip
-    assert {"alice", "bob"} <= {r["UserName"] for r in rows}
-    assert all(r["__CLASS"] == "Win32_ServerSession" for r in rows)
+    sessions = [r for r in rows if r["__CLASS"] == "Win32_ServerSession"]
+    assert {"alice", "bob"} <= {r["UserName"] for r in sessions}
+    # every subclass's instances, each with its own properties (CSV: empty where a class lacks one)
+    assert {r["__CLASS"] for r in rows} >= {"Win32_ServerSession", "Win32_ServerConnection"}
+    assert all(r["ShareName"] == "" for r in sessions)
+    assert {r["ShareName"] for r in rows if r["__CLASS"] == "Win32_ServerConnection"} >= {"share"}
 
 
 def test_query_mof_and_xml(busy_and_idle) -> None:
@@ -111,11 +115,17 @@ def test_instances_of_a_class_and_its_superclasses(busy_and_idle) -> None:
     assert {"alice", "bob"} <= {s.UserName for s in own}
     assert all(type(s).classname == "Win32_ServerSession" for s in own)
     inherited = serversession.instances("CIM_LogicalElement", smb_conf=conf)
-    assert [s.path for s in inherited] == [s.path for s in serversession.sessions(smb_conf=conf)]
-    alice = next(s for s in inherited if s.UserName == "alice")
+    by_class: dict[str, list] = {}
+    for instance in inherited:
+        by_class.setdefault(instance.classname, []).append(instance)
+    assert [s.path for s in by_class["Win32_ServerSession"]] == [s.path for s in serversession.sessions(smb_conf=conf)]
+    assert {(c.UserName, c.ShareName) for c in by_class["Win32_ServerConnection"]} >= {("alice", "share")}
+    assert set(by_class) == {"Win32_ServerSession", "Win32_ServerConnection", "Win32_Share"}  # no associations
+    alice = next(s for s in by_class["Win32_ServerSession"] if s.UserName == "alice")
     assert alice.ResourcesOpened == 2
     result = serversession.query("SELECT * FROM CIM_ManagedSystemElement", smb_conf=conf)
-    assert {"alice", "bob"} <= {s.UserName for s in result}
+    assert {"alice", "bob"} <= {s.UserName for s in result if s.classname == "Win32_ServerSession"}
+    assert {s.Name for s in result if s.classname == "Win32_Share"} >= {"share", "IPC$"}
     with pytest.raises(NotFound, match="no class"):
         serversession.instances("Win32_NoSuchClass", smb_conf=conf)
     with pytest.raises(serversession.InvalidInput):

@@ -70,6 +70,10 @@ def test_random_bytes_never_crash_the_decoders(data: bytes) -> None:
         for layout in records.LAYOUTS:
             with contextlib.suppress(records.RecordFormatError):
                 decode(data, layout)
+    for locking in records.LOCKING_LAYOUTS:
+        for decode_locking in (records.decode_share_modes, records.decode_brlocks):
+            with contextlib.suppress(records.RecordFormatError):
+                decode_locking(data, locking)
     with contextlib.suppress(records.RecordFormatError):
         records.strip_watchers(data)
 
@@ -171,3 +175,123 @@ def test_real_tree_connect_decodes_and_every_truncation_is_a_format_error(sandbo
             records.decode_tcon(blob[:end], LAYOUT)
     with pytest.raises(records.RecordFormatError):
         records.decode_tcon(blob + b"\0", LAYOUT)  # a byte left over
+
+
+def _installed_locking_layout() -> records.LockingLayout:
+    """The locking.tdb/brlock.tdb layout of the Samba installed here."""
+    _import_bindings()
+    from samba import version
+
+    layout = records.locking_layout_for_version(version)
+    assert layout is not None, f"Samba {version} is older than every known locking layout"
+    return layout
+
+
+LOCKING = _installed_locking_layout()
+
+
+@pytest.mark.parametrize(
+    ("version", "name"),
+    [
+        ("4.13.17-Debian", "4.13-4.16"),
+        ("4.16.11", "4.13-4.16"),
+        ("4.17.12-Debian", "4.17-4.21"),
+        ("4.21.3", "4.17-4.21"),
+        ("4.22.11-Debian-4.22.11+dfsg-0+deb13u1", "4.22"),
+        ("4.23.1", "4.23"),
+        ("4.24.5", "4.24"),
+        ("4.25.1-Debian-4.25.1+dfsg-1", "4.25"),
+        ("5.0.0", "4.25"),
+        ("4.12.9", None),
+        ("garbage", None),
+    ],
+)
+def test_locking_layout_for_version(version: str, name: str | None) -> None:
+    layout = records.locking_layout_for_version(version)
+    assert (layout.name if layout else None) == name
+
+
+@pytest.fixture
+def locked_file(sandbox, connect) -> tuple[bytes, bytes]:
+    """Real values of locking.tdb and brlock.tdb for one open file with two byte-range locks."""
+    from smbprotocol.open import LockFlags, SMB2LockElement
+
+    client = connect("alice")
+    client.open_files(["locking.txt"])
+    handle = client.files[0]
+    handle.write(b"z" * 64, 0)
+    elements = []
+    for offset in (0, 32):
+        element = SMB2LockElement()
+        element["offset"], element["length"] = offset, 8
+        element["flags"] = LockFlags.SMB2_LOCKFLAG_EXCLUSIVE_LOCK | LockFlags.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
+        elements.append(element)
+    handle.lock(elements)
+    tdb = _import_bindings()[0]
+    lock = os.path.join(sandbox.directory, "lock")
+    modes = [v for v in read_values(tdb, os.path.join(lock, "locking.tdb")) if b"locking.txt" in v]
+    (brlock,) = read_values(tdb, os.path.join(lock, "brlock.tdb"))
+    assert len(modes) == 1
+    return modes[0], brlock
+
+
+def test_real_share_mode_and_lock_records_decode(locked_file, sandbox) -> None:
+    mode_value, brlock_value = locked_file
+    mode = records.decode_share_modes(mode_value, LOCKING)
+    assert mode is not None
+    assert (mode.servicepath, mode.base_name, mode.stream_name) == (sandbox.share_path, "locking.txt", None)
+    (entry,) = mode.entries
+    assert entry.access_mask & 0x3 == 0x3  # read and write data, as asked (GENERIC_READ | GENERIC_WRITE)
+    assert abs(records.nttime_to_unix(entry.open_nttime) - time.time()) < 60
+    locks = records.decode_brlocks(brlock_value, LOCKING)
+    assert sorted((lk.start, lk.size, lk.write) for lk in locks) == [(0, 8, True), (32, 8, True)]
+    assert {(lk.server_pid, lk.server_unique_id) for lk in locks} == {(entry.server_pid, entry.server_unique_id)}
+    assert len({lk.fnum for lk in locks}) == 1
+
+
+def test_every_truncation_of_a_share_mode_record_is_a_format_error(locked_file) -> None:
+    """Cut anywhere, a share-mode record is refused, except where it ends whole: after the lock
+    header (a record holding only a lock: None) or after its data (no entries)."""
+    value = locked_file[0]
+    whole = records.decode_share_modes(value, LOCKING)
+    for end in range(len(value)):
+        try:
+            cut = records.decode_share_modes(value[:end], LOCKING)
+        except records.RecordFormatError:
+            continue
+        assert cut is None or (cut.servicepath == whole.servicepath and cut.entries == ()), end
+    for junk in (b"\0", bytes(7)):
+        with pytest.raises(records.RecordFormatError):
+            records.decode_share_modes(value + junk, LOCKING)
+
+
+def test_every_truncation_of_a_lock_record_is_a_format_error_or_fewer_locks(locked_file) -> None:
+    value = locked_file[1]
+    size = 80 if LOCKING.version_1 else 72
+    for end in range(len(value)):
+        try:
+            cut = records.decode_brlocks(value[:end], LOCKING)
+        except records.RecordFormatError:
+            continue
+        assert (end - (4 if LOCKING.version_1 else 0)) % size == 0 and len(cut) < 2, end
+    with pytest.raises(records.RecordFormatError):
+        records.decode_brlocks(value + b"\0", LOCKING)
+    bad_type = bytearray(value)
+    bad_type[(4 if LOCKING.version_1 else 0) + 64] = 7  # lock_type
+    with pytest.raises(records.RecordFormatError):
+        records.decode_brlocks(bytes(bad_type), LOCKING)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 4000), st.binary(min_size=1, max_size=8))
+def test_corrupted_real_share_mode_record_is_refused_or_decoded_within_bounds(locked_file, position, junk) -> None:
+    value = locked_file[0]
+    position %= len(value)
+    data = value[:position] + junk + value[position + len(junk) :]
+    try:
+        mode = records.decode_share_modes(data, LOCKING)
+    except records.RecordFormatError:
+        return
+    if mode is not None:
+        assert len(mode.entries) <= len(data) // 124
+        assert all(e.open_nttime >= 0 and 0 <= e.access_mask < 1 << 32 for e in mode.entries)

@@ -108,15 +108,15 @@ def connection(server, user: str = USER, password: str = PASSWORD, **kwargs) -> 
 
 def test_class_operations(server) -> None:
     conn = connection(server)
-    assert conn.EnumerateClassNames(DeepInheritance=True) == [
-        "CIM_ManagedSystemElement",
-        "CIM_LogicalElement",
-        "Win32_ServerSession",
-    ]
-    assert conn.EnumerateClassNames() == ["CIM_ManagedSystemElement"]
-    assert conn.EnumerateClassNames(ClassName="CIM_LogicalElement") == ["Win32_ServerSession"]
+    family = ["CIM_ManagedSystemElement", "CIM_LogicalElement", "CIM_Dependency", "Win32_ServerSession",
+              "Win32_ServerConnection", "Win32_Share", "Win32_SessionConnection", "Win32_ConnectionShare"]  # fmt: skip
+    assert conn.EnumerateClassNames(DeepInheritance=True) == family  # root/cimv2's (MSFT_* are in their own)
+    assert conn.EnumerateClassNames() == ["CIM_ManagedSystemElement", "CIM_Dependency"]
+    assert conn.EnumerateClassNames(ClassName="CIM_LogicalElement") == [
+        "Win32_ServerSession", "Win32_ServerConnection", "Win32_Share"
+    ]  # fmt: skip
     classes = conn.EnumerateClasses(DeepInheritance=True, LocalOnly=False)
-    assert [c.classname for c in classes] == ["CIM_ManagedSystemElement", "CIM_LogicalElement", "Win32_ServerSession"]
+    assert [c.classname for c in classes] == family
     local = conn.GetClass("Win32_ServerSession", LocalOnly=True)
     assert "UserName" in local.properties and "Caption" not in local.properties
     full = conn.GetClass("win32_serversession", LocalOnly=False, IncludeClassOrigin=True)
@@ -150,10 +150,11 @@ def test_instance_operations(server) -> None:
 def test_enumerate_instances_options(server) -> None:
     conn = connection(server)
     shallow = conn.EnumerateInstances("CIM_LogicalElement", DeepInheritance=False)
-    assert shallow and all(i.classname == "Win32_ServerSession" for i in shallow)
+    assert {"Win32_ServerSession"} <= {i.classname for i in shallow} <= {"Win32_ServerSession", "Win32_ServerConnection",
+                                                                     "Win32_Share"}  # fmt: skip
     assert all("UserName" not in i.properties and "Caption" in i.properties for i in shallow)
     deep = conn.EnumerateInstances("CIM_LogicalElement")
-    assert all("UserName" in i.properties for i in deep)
+    assert all("UserName" in i.properties for i in deep if i.classname == "Win32_ServerSession")
     listed = conn.EnumerateInstances("Win32_ServerSession", PropertyList=["username", "IdleTime"])
     assert all(set(i.properties) == {"UserName", "IdleTime"} for i in listed)
     assert all(not i.properties for i in conn.EnumerateInstances("Win32_ServerSession", PropertyList=[]))
@@ -188,7 +189,7 @@ def test_pull_operations(server) -> None:
     query = conn.IterQueryInstances("WQL", "SELECT * FROM Win32_ServerSession WHERE UserName = 'bob'", MaxObjectCount=1)
     assert [i["UserName"] for i in query.generator] == ["bob"]
     everything = list(conn.IterEnumerateInstances("CIM_ManagedSystemElement", MaxObjectCount=1))
-    assert {i["UserName"] for i in everything} >= {"alice", "bob"}
+    assert {i["UserName"] for i in everything if i.classname == "Win32_ServerSession"} >= {"alice", "bob"}
 
 
 def test_contexts_belong_to_their_user_and_are_limited(server, htpasswd) -> None:
@@ -227,6 +228,10 @@ def test_open_enumerations_are_limited(server) -> None:
         (lambda c: c.ExecQuery("WQL", "SELECT * FROM"), 15),
         (lambda c: c.ExecQuery("WQL", "SELECT Nope FROM Win32_ServerSession"), 15),
         (lambda c: c.ExecQuery("WQL", "SELECT * FROM __InstanceCreationEvent WITHIN 5"), 7),
+        (lambda c: c.ExecQuery("WQL", 'ASSOCIATORS OF {Win32_ServerSession.ComputerName="x",UserName="y"}'), 6),
+        (lambda c: c.ExecQuery("WQL", "REFERENCES OF {Win32_ServerSession}"), 15),  # a class: SchemaOnly asks that
+        (lambda c: c.ExecQuery("WQL", "REFERENCES OF {Win32_ServerSession.UserName='y'}"), 15),  # a key missing
+        (lambda c: c.OpenQueryInstances("WQL", "REFERENCES OF {Win32_ServerSession} WHERE SchemaOnly"), 7),
         (lambda c: c.EnumerateInstances("Win32_ServerSession", namespace="root/nope"), 3),
         (lambda c: c.DeleteInstance(pywbem.CIMInstanceName("Win32_ServerSession", {"ComputerName": "x", "UserName": "y"})), 7),
         (lambda c: c.ModifyInstance(pywbem.CIMInstance("Win32_ServerSession", path=pywbem.CIMInstanceName("Win32_ServerSession", {"ComputerName": "x", "UserName": "y"}))), 7),
@@ -586,6 +591,79 @@ def test_load_32_clients_200_requests(server) -> None:
         f"\nload: 6400 requests in {elapsed:.1f} s ({6400 / elapsed:.0f}/s), p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
     )
     assert p99 < 10  # seconds: no request starved
+
+
+def test_query_processes_answer_association_queries() -> None:
+    """The query child process answers ASSOCIATORS OF and REFERENCES OF over one snapshot's
+    instances as the WQL layer does in process; SchemaOnly is sent no instances, and the child
+    keeps those it holds."""
+    from serversession.model.providers import build
+    from serversession.server.queries import QueryFailed, QueryRunner, evaluate
+    from test_wql_assoc import ALICE, ALICE_DOCS, FAMILY, family_snapshot
+
+    instances = build(FAMILY, family_snapshot())
+    runner = QueryRunner(1)
+    try:
+        generation = (1, FAMILY)
+        ends = runner.run(generation, instances, f"ASSOCIATORS OF {{{ALICE}}}")
+        assert ends == evaluate(f"ASSOCIATORS OF {{{ALICE}}}", instances)
+        assert ends.classname == "Win32_ServerConnection" and ends.classes is None
+        assert sorted(i.ShareName for i in ends.instances) == ["data", "docs"]
+        keys_only = runner.run(generation, instances, f"REFERENCES OF {{{ALICE_DOCS}}} WHERE KeysOnly")
+        assert keys_only.keys_only and keys_only.properties == ("Antecedent", "Dependent")
+        assert {i.classname for i in keys_only.instances} == {"Win32_SessionConnection", "Win32_ConnectionShare"}
+        defs = runner.run(generation, instances, f"ASSOCIATORS OF {{{ALICE_DOCS}}} WHERE ClassDefsOnly")
+        assert defs.classes == ["Win32_ServerSession", "Win32_Share"] and not defs.instances
+        schema = runner.run(None, None, "REFERENCES OF {Win32_Share} WHERE SchemaOnly")
+        assert schema.classes == ["CIM_Dependency", "Win32_ConnectionShare"]
+        assert runner._idle[0].generation == generation  # still holds the instances: not sent again
+        again = runner.run(
+            generation, instances, f"ASSOCIATORS OF {{{ALICE}}} WHERE ResultClass = Win32_ServerConnection"
+        )
+        assert again.instances == ends.instances
+        for query, kind in (
+            ('ASSOCIATORS OF {Win32_Share.Name="nope"}', "notfound"),
+            ('ASSOCIATORS OF {Win32_Share.Name="docs"} WHERE Nope', "invalid"),
+            ("SELECT * FROM __InstanceCreationEvent WITHIN 5", "unsupported"),
+        ):
+            with pytest.raises(QueryFailed) as caught:
+                runner.run(generation, instances, query)
+            assert caught.value.kind == kind, caught.value
+            with pytest.raises(QueryFailed) as local:
+                evaluate(query, instances)
+            assert local.value.kind == kind and str(local.value) == str(caught.value)
+    finally:
+        runner.close()
+
+
+def test_the_server_reads_through_the_api_snapshot_reader(sandbox, sessions) -> None:
+    """serve's reader is serversession.api.snapshot_reader: the options checked once, when it is
+    made (before anything listens), then one Snapshot per call, holding the parts asked for."""
+    from serversession.api import snapshot_reader
+    from serversession.errors import InvalidInput
+    from serversession.server import source_reader
+    from serversession.sources.base import CONNECTIONS, SHARES
+
+    read = source_reader(source=None, smb_conf=sandbox.conf_path, timeout=None, hosts=(), smb_port=None, user=None)
+    bare = read(frozenset())
+    assert {s.user_name for s in bare.sessions} >= {"alice", "bob"} and bare.shares is None
+    both = read(frozenset({CONNECTIONS, SHARES}))
+    assert both.connections is not None and "share" in {s.name for s in both.shares or ()}
+    assert both.taken >= bare.taken
+    for bad, message in (
+        ({"timeout": -1}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"smb_port": 70000}, "smb_port"),
+        ({"hosts": "server1"}, "hosts must be a list"),
+        ({"password": ""}, "password"),
+        ({"smb_conf": "a\0b"}, "NUL"),
+        ({"source": "nope"}, "unknown source"),
+        ({"source": "samba", "user": "alice"}, "srvsvc"),
+    ):
+        with pytest.raises(InvalidInput, match=message):
+            snapshot_reader(**bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="timeout"):
+        source_reader(timeout=0, smb_conf=sandbox.conf_path)
 
 
 def test_server_survives_everything_and_stops_cleanly(server) -> None:

@@ -8,6 +8,7 @@ only: the source's fall-back from level 502 is exercised against it for real.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -24,17 +25,24 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from impacket.dcerpc.v5 import rpcrt as impacket_rpcrt
 from impacket.dcerpc.v5 import srvs as impacket_srvs
+from smbprotocol import open as smb_open
 from smbprotocol.connection import Connection
+from smbprotocol.exceptions import NoMoreFiles
+from smbprotocol.file_info import FileInformationClass
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
 import serversession
 from conftest import REPO, run_cli, wait_for
 from serversession.demo import Client
+from serversession.errors import AccessDenied
 from serversession.sandbox import Sandbox, free_port
-from serversession.sources import open_source, read_sessions
+from serversession.sources import open_source, read_sessions, read_snapshot
+from serversession.sources.base import CONNECTIONS, OPENS, SHARES
 from serversession.sources.multi import MultiSource
+from serversession.sources.srvsvc import PartReader
 
 ADMIN_PASSWORD = "Adm1n-Sandbox-pw"
 
@@ -530,6 +538,331 @@ def test_serve_in_front_of_several_hosts(boxes, clients, password_file) -> None:
         stop(proc)
 
 
+# --- the class family: shares, tree connects and open files in the same read ------------------
+
+ALL_PARTS = frozenset({SHARES, CONNECTIONS, OPENS})
+HOSTILE_SHARE = "ünï cödé; 'q' & <x>"
+HOSTILE_REMARK = "\x1b[2J\x07 <b>&amp; ünï %U"  # Samba substitutes %U with the caller's name
+
+
+@pytest.fixture(scope="module")
+def family() -> Iterator[Sandbox]:
+    """A sandbox with more shares than the default one: a limited one, a hidden ($) one on the
+    same path as 'share', one nested in 'share', one not browseable, and one whose name, remark
+    and path hold what a display or a parser must survive."""
+    box = start_box()
+    d = box.directory
+    for sub in ("data", "dätä dir", "share/sub"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+        os.chmod(os.path.join(d, sub), 0o1777)
+    with open(box.conf_path, "a", encoding="utf-8") as conf:  # rpcd reloads it at each NetrShareEnum
+        conf.write(
+            f"[data]\n  path = {d}/data\n  comment = the data\n  max connections = 5\n"
+            f"[hidden$]\n  path = {d}/share\n"
+            f"[nested]\n  path = {d}/share/sub\n"
+            f"[nob]\n  path = {d}/data\n  browseable = no\n"
+            f"[{HOSTILE_SHARE}]\n  path = {d}/dätä dir\n  comment = {HOSTILE_REMARK}\n"
+        )
+    yield box
+    remove_box(box)
+
+
+def snapshot_of(box: Sandbox, parts: frozenset[str] = ALL_PARTS, user: str = "admin", password: str = ADMIN_PASSWORD):
+    return read_snapshot(open_source("srvsvc", hosts=[host(box)], user=user, password=password), 30, parts)
+
+
+def rpcclient(box: Sandbox, command: str) -> str:
+    """What Samba's own rpcclient answers, as the sandbox's admin."""
+    result = subprocess.run(
+        ["rpcclient", "-U", f"admin%{ADMIN_PASSWORD}", "-p", str(box.port), "127.0.0.1", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def smbstatus_opens(box: Sandbox) -> dict[int, tuple[str, int]]:
+    """``smbstatus -L --json``: file id as Samba's srvsvc forms it (pid << 16 | share_file_id)
+    -> (path, uid) of every open."""
+    result = subprocess.run(
+        ["smbstatus", "-L", "--json", "-s", box.conf_path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=box.environment(),
+    )
+    assert result.returncode == 0, result.stderr
+    found = {}
+    for name, share_file in json.loads(result.stdout).get("open_files", {}).items():
+        for entry in share_file["opens"].values():
+            file_id = (int(entry["server_id"]["pid"]) << 16 | int(entry["share_file_id"])) & 0xFFFFFFFF
+            found[file_id] = (name, entry["uid"])
+    return found
+
+
+def test_shares_as_smb_conf_and_rpcclient_say(family, caplog) -> None:
+    d = family.directory
+    with caplog.at_level(logging.WARNING, logger="serversession"):
+        snap = snapshot_of(family, frozenset({SHARES}))
+    assert snap.connections is None and snap.opens is None  # not asked for
+    shares = {s.name: s for s in snap.shares}
+    paths = {
+        "share": f"{d}/share",
+        "data": f"{d}/data",
+        "hidden$": f"{d}/share",
+        "nested": f"{d}/share/sub",
+        HOSTILE_SHARE: f"{d}/dätä dir",
+        "IPC$": None,  # Samba sends its temporary directory; IPC$ has no path
+    }
+    assert {name: s.path for name, s in shares.items()} == paths  # 'nob' (browseable = no): not listed
+    assert {s.server for s in shares.values()} == {label(family)}
+    assert {name: s.share_type for name, s in shares.items()} == {**dict.fromkeys(paths, 0), "IPC$": 0x80000003}
+    assert {name: s.max_uses for name, s in shares.items()} == {**dict.fromkeys(paths), "data": 5}
+    assert shares["data"].remark == "the data" and shares["share"].remark == ""
+    assert shares[HOSTILE_SHARE].remark == HOSTILE_REMARK.replace("%U", "admin")  # control characters kept as sent
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "level 502 not supported; level 1 answered: ClientType, TransportName unknown"
+    ]  # nothing else unknown
+    # rpcclient: the same shares, with the paths as Samba writes them ("C:" + path, "/" -> "\\")
+    listed = {}
+    for block in rpcclient(family, "netshareenumall 2").split("netname: ")[1:]:
+        name, rest = block.split("\n", 1)
+        fields = dict(line.lstrip("\t").split(":\t", 1) for line in rest.splitlines() if ":\t" in line)
+        listed[name] = (fields["remark"], fields["path"])
+    assert listed == {name: (s.remark, "C:" + (s.path or "/tmp").replace("/", "\\")) for name, s in shares.items()}
+
+
+def test_open_files_as_smbstatus_and_rpcclient_say(family, caplog) -> None:
+    opened = [Client(family.port, "alice", family.users["alice"]), Client(family.port, "bob", family.users["bob"])]
+    try:
+        opened[0].open_files(["one.txt", "two.txt", "one.txt"])  # one.txt twice: two handles
+        opened[1].open_files(["bob.txt"])
+        with caplog.at_level(logging.WARNING, logger="serversession"):
+            snap = snapshot_of(family, frozenset({OPENS}))
+        truth = smbstatus_opens(family)
+        enumerated = rpcclient(family, "netfileenum 3").splitlines()
+    finally:
+        for client in opened:
+            client.close()
+    share = family.share_path
+    names = {10001: "alice", 10002: "bob"}  # the sandbox's uids (sandbox.py: users from 10001)
+    assert {(o.file_id, o.path, o.user_name) for o in snap.opens} == {
+        (file_id, path, names[uid]) for file_id, (path, uid) in truth.items()
+    }
+    assert sorted(o.path for o in snap.opens) == sorted(
+        [f"{share}/one.txt", f"{share}/two.txt", f"{share}/bob.txt", f"{share}/one.txt"]
+    )  # two handles of one.txt, two records; the query's own srvsvc pipe is not listed by Samba
+    assert sorted(enumerated) == sorted("C:" + o.path.replace("/", "\\") for o in snap.opens)
+    for record in snap.opens:
+        assert record.server == label(family) and record.computer_name is None
+        assert record.access_mask is None and record.locks is None  # Samba: 2 bits of the mask, locks per file
+        assert record.session_id is record.connection_id is record.share_name is record.share_relative_path is None
+    assert len({o.file_id for o in snap.opens}) == 4
+    assert "only the read and write bits of the access mask (Samba): Permissions unknown" in caplog.text
+    assert "counts byte-range locks per file, not per handle (Samba): Locks unknown" in caplog.text
+
+
+def test_samba_connection_placeholders_are_not_reported(family, caplog) -> None:
+    alice = Client(family.port, "alice", family.users["alice"])
+    try:
+        alice.open_files(["conn.txt"])
+        source = open_source("srvsvc", hosts=[host(family)], user="admin", password=ADMIN_PASSWORD)
+        (one,) = source.sources.values()
+        with one.pipe() as dce:  # what the server answers, asked directly: its placeholders
+            raw = impacket_srvs.hNetrConnectionEnum(dce, "share\x00", 1)["InfoStruct"]["ConnectInfo"]["Level1"]
+        with caplog.at_level(logging.WARNING, logger="serversession"):
+            snap = read_snapshot(source, 30, ALL_PARTS)
+    finally:
+        alice.close()
+    assert [(e["coni1_username"], e["coni1_netname"]) for e in raw["Buffer"]] == [("dummy_user\x00", "IPC$\x00")]
+    assert snap.connections is None
+    assert "dummy_user" not in repr(snap)
+    assert caplog.text.count("NetrConnectionEnum answers placeholders") == 1
+    assert "as Samba does): connections unknown" in caplog.text
+    assert one.server_type is not None and one.server_type & 0x800  # SV_TYPE_SERVER_UNIX: Samba
+    assert {s.name for s in snap.shares} >= {"share", "IPC$"}  # the rest of the snapshot is there
+    assert [o.path for o in snap.opens] == [f"{family.share_path}/conn.txt"]
+    assert {s.user_name for s in snap.sessions} == {"admin", "alice"}
+
+
+def test_a_non_administrator(family, caplog) -> None:
+    password = family.users["alice"]
+    with pytest.raises(AccessDenied) as refused:
+        snapshot_of(family, ALL_PARTS, user="alice", password=password)
+    assert str(refused.value) == (
+        f"{label(family)}: access denied to the session list (level 502 refused, level 10 refused); "
+        "alice must be a member of Administrators or Server Operators there"
+    )
+    # Samba refuses sessions, tree connects and open files alike; each part on its own, over a
+    # binding of alice's: what she may read comes back, the rest is None with the right she lacks.
+    (source,) = open_source("srvsvc", hosts=[host(family)], user="alice", password=password).sources.values()
+    with caplog.at_level(logging.WARNING, logger="serversession"), source.pipe() as dce:
+        snap = PartReader(source, dce, impacket_rpcrt, impacket_srvs, None).read((), ALL_PARTS)
+    assert snap.connections is None and snap.opens is None
+    assert {s.name: s.path for s in snap.shares}["data"] == f"{family.directory}/data"  # Samba: level 2 for all
+    for what, unknown in (
+        ("the tree connects (NetrConnectionEnum)", "connections"),
+        ("the open files (NetrFileEnum)", "open files"),
+    ):
+        assert (
+            f"{label(family)}: access denied to {what}: {unknown} unknown; "
+            "alice must be a member of Administrators or Server Operators there"
+        ) in caplog.text
+
+
+def open_directory(client: Client, name: str) -> object:
+    handle = smb_open.Open(client.tree, name)
+    handle.create(
+        smb_open.ImpersonationLevel.Impersonation,
+        smb_open.DirectoryAccessMask.FILE_LIST_DIRECTORY,
+        smb_open.FileAttributes.FILE_ATTRIBUTE_DIRECTORY,
+        smb_open.ShareAccess.FILE_SHARE_READ | smb_open.ShareAccess.FILE_SHARE_WRITE,
+        smb_open.CreateDisposition.FILE_OPEN,
+        smb_open.CreateOptions.FILE_DIRECTORY_FILE,
+    )
+    return handle
+
+
+def held_file_ids(box: Sandbox) -> dict[str, tuple[int, int]]:
+    """File name -> (smbd pid, share_file_id) of every open (smbstatus -L)."""
+    result = subprocess.run(
+        ["smbstatus", "-L", "--json", "-s", box.conf_path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env=box.environment(),
+    )
+    assert result.returncode == 0, result.stderr
+    return {
+        share_file["filename"]: (int(entry["server_id"]["pid"]), int(entry["share_file_id"]))
+        for share_file in json.loads(result.stdout).get("open_files", {}).values()
+        for entry in share_file["opens"].values()
+    }
+
+
+def test_list_the_class_family_over_srvsvc(family, password_file) -> None:
+    """The command end to end: each class from the parts its provider asks the source for."""
+    alice = Client(family.port, "alice", family.users["alice"])
+    try:
+        alice.open_files(["cli.txt"])
+        shares = cli("list", "Win32_Share", "--format", "json", *admin(password_file, family))
+        files = cli("list", "MSFT_SmbOpenFile", "--format", "json", *admin(password_file, family))
+        connections = cli("list", "Win32_ServerConnection", "--format", "json", *admin(password_file, family))
+    finally:
+        alice.close()
+    for result in (shares, files, connections):
+        assert result.returncode == 0, result.stderr
+        assert error_lines(result) == []
+    by_name = {row["Name"]: row for row in json.loads(shares.stdout)}
+    assert by_name["data"]["Path"] == f"{family.directory}/data" and by_name["data"]["MaximumAllowed"] == 5
+    assert by_name[HOSTILE_SHARE]["Description"] == HOSTILE_REMARK.replace("%U", "admin")
+    assert {row["__SERVER"] for row in by_name.values()} == {label(family)}
+    (opened,) = json.loads(files.stdout)
+    assert (opened["Path"], opened["ClientUserName"], opened["Permissions"], opened["Locks"]) == (
+        f"{family.share_path}/cli.txt",
+        "alice",
+        None,
+        None,
+    )
+    assert json.loads(connections.stdout) == [] and "dummy_user" not in connections.stdout
+    assert "NetrConnectionEnum answers placeholders" in connections.stderr
+
+
+def list_directory(client: Client, name: str) -> None:
+    listing = open_directory(client, name)
+    with contextlib.suppress(NoMoreFiles):
+        while True:
+            listing.query_directory("*", FileInformationClass.FILE_NAMES_INFORMATION, max_output=65536)
+    listing.close()
+
+
+def test_colliding_file_ids_are_left_out(family, caplog) -> None:
+    """Samba's fi3_id is (smbd pid << 16 | share_file_id) in 32 bits: a share_file_id of 65536 or
+    more runs into the pid's bits. smbd counts share_file_id up for every file object it makes:
+    one per entry of a directory listing, one per open of a nested directory (measured, 4.17), four
+    per new file; so listings and opens counted to the exact number give a real second open with
+    the id of the first: its share_file_id is the first's plus the pid's lowest set bit x 65536."""
+    top = os.path.join(family.directory, "share", "ids")
+    sizes = {"big": 63_000, "mid": 4_000, "small": 250}  # listing one adds about 1.012 x its size
+    for name, size in sizes.items():
+        os.makedirs(os.path.join(top, name))
+        for number in range(size):
+            open(os.path.join(top, name, f"{number:05d}"), "w").close()
+    os.makedirs(os.path.join(top, "a", "b"))
+    alice = None
+    try:
+        for _ in range(20):  # a pid whose lowest set bit is small: few listings to reach the target
+            alice = Client(family.port, "alice", family.users["alice"])
+            alice.open_files(["first.txt"])
+            pid, first = held_file_ids(family)["first.txt"]
+            if pid & -pid <= 4:
+                break
+            alice.close()
+        else:
+            pytest.fail("no smbd process with a pid whose lowest set bit is at most 4 in 20 connections")
+        target = first + (pid & -pid) * 65_536
+        probes = 0
+        while True:
+            alice.open_files([f"probe{probes}.txt"])  # the next new file's id is 4 more than this one's
+            now = held_file_ids(family)[f"probe{probes}.txt"][1]
+            probes += 1
+            if now == target:
+                break
+            assert now < target and probes < 80, (now, target)
+            gap = target - now - 4
+            big = next((name for name, size in sizes.items() if gap > size * 1.05 + 50), None)
+            if big is not None:
+                list_directory(alice, f"ids\\{big}")
+                continue
+            for _ in range(gap):
+                open_directory(alice, "ids\\a\\b").close()
+        with caplog.at_level(logging.WARNING, logger="serversession"):
+            snap = snapshot_of(family, frozenset({OPENS}))
+        enumerated = rpcclient(family, "netfileenum 3").splitlines()
+    finally:
+        if alice is not None:
+            alice.close()
+        shutil.rmtree(top, ignore_errors=True)
+    assert len(enumerated) == probes + 1  # first.txt and every probe, as Samba lists them
+    assert pid << 16 | first not in {o.file_id for o in snap.opens}
+    kept = sorted(o.path.rsplit("/", 1)[1] for o in snap.opens)
+    assert kept == sorted(f"probe{n}.txt" for n in range(probes - 1))  # first.txt and the last probe left out
+    assert len({o.file_id for o in snap.opens}) == probes - 1
+    assert "NetrFileEnum gave 2 open files whose id another open file has too" in caplog.text
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_several_hosts_in_one_snapshot(boxes, clients, processes) -> None:
+    first, second = boxes
+    clients.append(Client(first.port, "alice", first.users["alice"]))
+    clients.append(Client(second.port, "bob", second.users["bob"]))
+    clients[0].open_files(["a.txt"])
+    clients[1].open_files(["b.txt"])
+    down = free_port()
+    hosts = open_source(
+        "srvsvc", hosts=[host(first), f"127.0.0.1:{down}", host(second)], user="admin", password=ADMIN_PASSWORD
+    )
+    multi = MultiSource(hosts.sources, processes=processes)
+    snap = multi.snapshot(30, ALL_PARTS)
+    assert [f.host for f in multi.failures] == [f"127.0.0.1@{down}"]
+    assert {(s.server, s.name) for s in snap.shares} == {
+        (label(box), name) for box in boxes for name in ("share", "IPC$")
+    }
+    assert {(o.server, o.path, o.user_name) for o in snap.opens} == {
+        (label(first), f"{first.share_path}/a.txt", "alice"),
+        (label(second), f"{second.share_path}/b.txt", "bob"),
+    }
+    assert snap.connections is None  # both are Samba
+    assert {(s.server, s.user_name) for s in snap.sessions} >= {(label(first), "alice"), (label(second), "bob")}
+    only_shares = multi.snapshot(30, frozenset({SHARES}))
+    assert only_shares.opens is None and only_shares.connections is None and len(only_shares.shares) == 4
+
+
 # --- ERROR_MORE_DATA: a stand-in, since no server here sends it ---------------------------------
 
 
@@ -558,14 +891,21 @@ class PagingServer:
         return answer
 
 
-def test_error_more_data_is_followed_with_the_resume_handle() -> None:
-    from serversession.sources.srvsvc import SrvsvcSource
+def test_error_more_data_is_followed_with_the_resume_handle(caplog) -> None:
+    from serversession.sources.srvsvc import all_entries
+
+    def enumerate_all(server: PagingServer) -> list:
+        return all_entries(
+            lambda resume: server.hNetrSessionEnum(None, None, None, 1, resume, 0), ("SessionInfo", "Level1"), server
+        )
 
     entries = [{"sesi1_cname": f"\\\\10.0.0.{n}\x00"} for n in range(2500)]
     server = PagingServer(entries, page=1000)
-    assert SrvsvcSource._all_entries(None, server, 1) == entries
+    assert enumerate_all(server) == entries
     assert server.resumes == [0, 1000, 2000]
     # a server that says "more" without a resume handle: what came is kept, no endless loop
     stuck = PagingServer(entries, page=1000, lose_resume=True)
-    assert SrvsvcSource._all_entries(None, stuck, 1) == entries[:1000]
+    with caplog.at_level(logging.WARNING, logger="serversession"):
+        assert enumerate_all(stuck) == entries[:1000]
     assert stuck.resumes == [0]
+    assert "gave no new resume handle" in caplog.text

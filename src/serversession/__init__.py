@@ -6,6 +6,8 @@
 >>> idle = serversession.query("SELECT UserName FROM Win32_ServerSession WHERE IdleTime > 600")
 >>> serversession.get('Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"')
 >>> serversession.instances("CIM_LogicalElement")  # a class and its subclasses, from one read
+>>> serversession.associators('Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"')  # her connections
+>>> serversession.references('Win32_Share.Name="data"')  # the Win32_ConnectionShare instances of a share
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidInput, NotFound, ServerSessionError, SourceDataError, SourceTimeout, SourceUnavailable
 
 if TYPE_CHECKING:
-    from .api import get, instances, query, sessions
+    from .api import associators, get, instances, query, references, sessions
     from .model import CIMObject
 
 __version__ = "0.1.0"
@@ -28,9 +30,11 @@ __all__ = [
     "SourceDataError",
     "SourceTimeout",
     "SourceUnavailable",
+    "associators",
     "get",
     "instances",
     "query",
+    "references",
     "sessions",
 ]
 
@@ -38,7 +42,7 @@ __all__ = [
 # The API and the model are imported on first use (PEP 562), so that ``python -m serversession``
 # and ``serversession.cli`` load only what the command they run needs.
 def __getattr__(name: str) -> Any:
-    if name in ("get", "instances", "query", "sessions"):
+    if name in ("associators", "get", "instances", "query", "references", "sessions"):
         from . import api as module
     elif name == "CIMObject":
         from . import model as module  # type: ignore[no-redef]

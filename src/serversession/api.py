@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInput
@@ -12,8 +12,10 @@ from .sources import DEFAULT_TIMEOUT, open_source, read_snapshot
 from .sources.remote import SMB_PORT
 
 if TYPE_CHECKING:
+    from .model.objectpath import ObjectPath
+    from .sources.base import Snapshot
     from .sources.multi import HostFailure
-    from .wql import QueryResult
+    from .wql import ClassDefsResult, QueryResult
 
 MAX_TIMEOUT = 86400.0  # seconds: a day
 
@@ -130,13 +132,54 @@ def instances(
 
     if not isinstance(classname, str):
         raise InvalidInput("classname must be text")
+    read = snapshot_reader(
+        source=source,
+        smb_conf=smb_conf,
+        timeout=timeout,
+        hosts=hosts,
+        hosts_file=hosts_file,
+        smb_port=smb_port,
+        user=user,
+        password=password,
+        password_file=password_file,
+        failures=failures,
+    )
+    # the parts before the read and the schema after it: the default class needs no schema to be
+    # read, so a source that cannot be read says so even where the schema cannot be loaded
+    snapshot = read(needs(classname))
+    return build(provided(classname), snapshot)
+
+
+def snapshot_reader(
+    *,
+    source: str = "auto",
+    smb_conf: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    hosts: Sequence[str] = (),
+    hosts_file: str | None = None,
+    smb_port: int = SMB_PORT,
+    user: str | None = None,
+    password: str | None = None,
+    password_file: str | None = None,
+    failures: list[HostFailure] | None = None,
+) -> Callable[[frozenset[str]], Snapshot]:
+    """A reader of the source: a function of the snapshot parts wanted besides the sessions
+    (``sources.base``: CONNECTIONS, OPENS, SHARES; ``model.providers.needs(CLASS)`` says which a
+    class needs) that reads one :class:`~serversession.sources.base.Snapshot` holding them, each
+    call a new read. Every class's provider builds its instances from a snapshot
+    (``model.providers.build``), so that instances of several classes agree (DESIGN.md 2a).
+
+    The source options are those of :func:`sessions`, checked now, once, as :func:`instances`
+    checks them (InvalidInput), and the source is opened now (srvsvc: the hosts and the
+    credentials are read once); ``failures``, if a list, gets the hosts that failed in each read.
+    The server (``serversession serve``) reads through one.
+    """
     _check(
         timeout,
         smb_port,
         {"smb_conf": smb_conf, "hosts_file": hosts_file, "password_file": password_file, "user": user},
     )
     _check_password(password)
-    parts = needs(classname)  # before the read: what the class's providers need from it
     reader = open_source(
         source,
         smb_conf=smb_conf,
@@ -147,25 +190,154 @@ def instances(
         password=password,
         password_file=password_file,
     )
-    try:
-        snapshot = read_snapshot(reader, timeout, parts)
-    finally:
-        if failures is not None:
-            failures.extend(getattr(reader, "failures", ()))
-    return build(provided(classname), snapshot)
+
+    def read(parts: frozenset[str]) -> Snapshot:
+        try:
+            return read_snapshot(reader, timeout, frozenset(parts))
+        finally:
+            if failures is not None:
+                failures.extend(getattr(reader, "failures", ()))
+
+    return read
 
 
-def query(wql: str, **source_options: Any) -> QueryResult:
+def _read(classnames: Sequence[str], near: ObjectPath | None = None, **source_options: Any) -> list[CIMObject]:
+    """The instances of ``classnames`` (each with a provider), built from one snapshot that holds
+    the parts all of them need (DESIGN.md 2a: one read is one snapshot); with ``near``, only
+    those an association query of that path can reach (``model.providers.build``)."""
+    from .model.providers import build, needs
+
+    read = snapshot_reader(**source_options)
+    parts = frozenset().union(*(needs(name) for name in classnames))  # before the read
+    return build(tuple(classnames), read(parts), near)
+
+
+def query(wql: str, **source_options: Any) -> QueryResult | ClassDefsResult:
     """Answer a WQL query, e.g. ``query("SELECT * FROM Win32_ServerSession WHERE IdleTime > 600")``.
 
-    The result is a list of instances with ``.properties``, the names selected (keys included).
-    ``source_options`` are those of :func:`sessions`. The query is checked before the source is
-    read: :class:`~serversession.wql.WQLError` (invalid input) names the position of an error.
-    """
-    from .wql import compile_query
+    The result is a list of instances with ``.properties``, the names selected (keys included),
+    and ``.classname``. ``source_options`` are those of :func:`sessions`. The query is checked
+    before the source is read: :class:`~serversession.wql.WQLError` (invalid input) names the
+    position of an error.
 
-    compiled = compile_query(wql)
+    ``ASSOCIATORS OF {path} [WHERE ...]`` and ``REFERENCES OF {path} [WHERE ...]`` are answered
+    as :func:`associators` and :func:`references` answer them, with WMI's keywords (AssocClass,
+    ResultClass, Role, ResultRole, RequiredQualifier, RequiredAssocQualifier, KeysOnly,
+    ClassDefsOnly, SchemaOnly). With several classes in the result, ``.classname`` is their
+    nearest common superclass and ``.properties`` the union of theirs. ``ClassDefsOnly`` (the
+    classes of the results) and ``SchemaOnly`` (``{Class}``: the classes the schema associates
+    with it; the source is not read) give a :class:`~serversession.wql.ClassDefsResult`, a list
+    of the schema's class definitions. NotFound if the path names no instance.
+    """
+    from .wql import CompiledAssociation, compile_wql
+
+    compiled = compile_wql(wql)
+    if isinstance(compiled, CompiledAssociation):
+        if compiled.schema_only:
+            return compiled.run([])
+        return compiled.run(_read(compiled.classes, compiled.target, **source_options))
     return compiled.run(instances(compiled.classname, **source_options))
+
+
+def associators(
+    path: str,
+    *,
+    assoc_class: str | None = None,
+    result_class: str | None = None,
+    role: str | None = None,
+    result_role: str | None = None,
+    keys_only: bool = False,
+    **source_options: Any,
+) -> QueryResult:
+    """The instances associated with the one ``path`` names, as ``ASSOCIATORS OF`` and WMI's
+    ``Get-CimAssociatedInstance`` give them, e.g.
+    ``associators('Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"')`` gives her
+    Win32_ServerConnection instances; those of a Win32_ServerConnection are its session and share.
+
+    Filters (DSP0200 Associators): ``assoc_class`` (through associations of that class or a
+    subclass), ``result_class`` (results of that class or a subclass), ``role`` (the
+    association's property that names the target: ``Antecedent`` or ``Dependent``),
+    ``result_role`` (the one that names the result). Class and role names are case-blind; a
+    role no association has gives nothing. ``keys_only``: only the key properties are set.
+
+    One read: the target's class, the associations and the result classes are built from the
+    same snapshot. The result is a list (:class:`~serversession.wql.QueryResult`), in the order
+    the providers give (class by class), each instance once. ``source_options`` are those of
+    :func:`sessions`.
+
+    :raises serversession.errors.NotFound: the path names no instance.
+    :raises serversession.errors.InvalidInput: a malformed path (PathError), wrong keys, a
+        class name the schema does not have, ``assoc_class`` that is no association class.
+    """
+    return _navigate("ASSOCIATORS", path, assoc_class, result_class, role, result_role, keys_only, source_options)
+
+
+def references(
+    path: str,
+    *,
+    result_class: str | None = None,
+    role: str | None = None,
+    keys_only: bool = False,
+    **source_options: Any,
+) -> QueryResult:
+    """The association instances that name the instance ``path`` names, as ``REFERENCES OF``
+    gives them, e.g. the Win32_SessionConnection instances of a session.
+
+    ``result_class``: associations of that class or a subclass; ``role``: those that name the
+    target through that property (``Antecedent`` or ``Dependent``). The rest as in
+    :func:`associators`.
+    """
+    return _navigate("REFERENCES", path, None, result_class, role, None, keys_only, source_options)
+
+
+def _navigate(
+    kind: str,
+    path: str,
+    assoc_class: str | None,
+    result_class: str | None,
+    role: str | None,
+    result_role: str | None,
+    keys_only: bool,
+    source_options: dict[str, Any],
+) -> QueryResult:
+    from .errors import NotFound
+    from .model import load_schema
+    from .wql import CompiledAssociation, QueryResult
+    from .wql.lookup import resolve_path
+
+    target = resolve_path(path)
+
+    def known(name: str | None, what: str, association: bool) -> str | None:
+        if name is None:
+            return None
+        if not isinstance(name, str):
+            raise InvalidInput(f"{what} must be a class name (text)")
+        try:
+            cls = load_schema().get(name)
+        except NotFound:
+            raise InvalidInput(f"{what}: unknown class {name[:100]!r}") from None
+        if association and not cls.is_association:
+            raise InvalidInput(f"{what}: {cls.name} is not an association class")
+        return cls.name
+
+    for value, what in ((role, "role"), (result_role, "result_role")):
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"{what} must be a property name (text)")
+    if not isinstance(keys_only, bool):
+        raise InvalidInput("keys_only must be True or False")
+    compiled = CompiledAssociation(
+        text="",
+        kind=kind,
+        target=target,
+        assoc_class=known(assoc_class, "assoc_class", True),
+        result_class=known(result_class, "result_class", kind == "REFERENCES"),
+        role=role,
+        result_role=result_role,
+        keys_only=keys_only,
+    )
+    result = compiled.run(_read(compiled.classes, target, **source_options))
+    assert isinstance(result, QueryResult)  # no ClassDefsOnly here
+    return result
 
 
 def get(path: str, **source_options: Any) -> CIMObject:

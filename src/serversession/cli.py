@@ -55,15 +55,21 @@ class Terminated(BaseException):  # like KeyboardInterrupt: not an Exception, so
         self.signum = signum
 
 
-def list_text(fmt: str, width: int | None, source: dict[str, Any], encoding: str = "utf-8") -> str:
-    """What ``list`` prints: the Win32_ServerSession instances of ``source`` (options of api.sessions)."""
-    from .api import sessions
+def list_text(
+    fmt: str, width: int | None, source: dict[str, Any], encoding: str = "utf-8", classname: str | None = None
+) -> str:
+    """What ``list`` prints: the instances of ``classname`` (default Win32_ServerSession) of
+    ``source`` (options of api.sessions)."""
+    from .api import instances
     from .formats import render
     from .model import SERVER_SESSION, load_schema
 
-    instances = sessions(**source)
-    cls = load_schema().get(SERVER_SESSION)
-    return render(instances, cls, fmt, width, encoding=encoding)
+    found = instances(SERVER_SESSION if classname is None else classname, **source)
+    cls = load_schema().get(SERVER_SESSION if classname is None else classname)
+    kinds = {i.classname for i in found}
+    if len(kinds) == 1 and cls.name not in kinds:  # a superclass of one class: show that class's columns
+        cls = load_schema().get(kinds.pop())
+    return render(found, cls, fmt, width, encoding=encoding)
 
 
 def line(text: str) -> str:

@@ -137,15 +137,18 @@ def main() -> None:
 
 
 @main.command("list")
+@click.argument("classname", metavar="[CLASS]", required=False)
 @source_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
-def list_command(fmt: str, **source: Any) -> None:
-    """List the sessions that remote users have established with this server (or with --host HOST).
+def list_command(classname: str | None, fmt: str, **source: Any) -> None:
+    """List the sessions that remote users have established with this server (or with --host HOST),
+    or the instances of another CLASS of the family: Win32_ServerConnection, Win32_Share,
+    Win32_SessionConnection, Win32_ConnectionShare, MSFT_SmbSession, MSFT_SmbOpenFile.
 
     With several hosts, a host that fails gets an error line and the others are listed;
-    the exit code is 1 only if every host failed.
+    the exit code is 1 only if every host failed. An unknown CLASS is exit 1, as for `get`.
     """
-    emit(list_text(fmt, _table_width(fmt), source, _encoding()), utf8=fmt != "table")
+    emit(list_text(fmt, _table_width(fmt), source, _encoding(), classname), utf8=fmt != "table")
 
 
 @main.command("schema")
@@ -159,7 +162,13 @@ def schema_command(classname: str | None, fmt: str) -> None:
     schema = load_schema()
     names = [schema.get(classname).name] if classname else list(schema.classes)
     if fmt == "mof":
-        emit("\n".join(class_mof(name) for name in names), utf8=True)
+        blocks, namespace = [], None
+        for name in names:
+            if not classname and schema.classes[name].namespace != namespace:  # all: compiles back as it is
+                namespace = schema.classes[name].namespace
+                blocks.append(f'#pragma namespace ("{namespace}")\n')
+            blocks.append(class_mof(name))
+        emit("\n".join(blocks), utf8=True)
         return
     out = []
     for name in names:
@@ -167,6 +176,7 @@ def schema_command(classname: str | None, fmt: str) -> None:
         out.append(
             {
                 "name": cls.name,
+                "namespace": cls.namespace,
                 "superclass": cls.superclass,
                 "qualifiers": cls.qualifiers,
                 "keys": list(cls.keys),
@@ -177,8 +187,19 @@ def schema_command(classname: str | None, fmt: str) -> None:
                         "is_array": p.is_array,
                         "class_origin": p.class_origin,
                         "qualifiers": p.qualifiers,
+                        **({"reference_class": p.reference_class} if p.reference_class else {}),
                     }
                     for p in cls.properties.values()
+                ],
+                "methods": [
+                    {
+                        "name": m.name,
+                        "return_type": m.return_type,
+                        "parameters": m.parameters,
+                        "class_origin": m.class_origin,
+                        "qualifiers": m.qualifiers,
+                    }
+                    for m in cls.methods.values()
                 ],
             }
         )
@@ -274,16 +295,88 @@ def demo_command(hold: float, fmt: str) -> None:
 @source_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 def query_command(wql: str, fmt: str, **source: Any) -> None:
-    """Answer a WQL query, e.g. "SELECT * FROM Win32_ServerSession WHERE IdleTime > 600".
+    """Answer a WQL query, e.g. "SELECT * FROM Win32_ServerSession WHERE IdleTime > 600", or
+    'ASSOCIATORS OF {Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"}' (also
+    REFERENCES OF; WHERE AssocClass=, ResultClass=, Role=, ResultRole=, KeysOnly, ClassDefsOnly ...).
 
-    Exit 2 if the query is not valid WQL (the message names the position).
+    Results of several classes: json and csv hold them all (__CLASS tells them apart; null or
+    empty where a class lacks a property), the table shows one table per class. ClassDefsOnly
+    and SchemaOnly give classes: their names (table), WMI's system properties of each class
+    (json, csv), their MOF (mof) or CIM-XML CLASS elements (xml).
+
+    Exit 2 if the query is not valid WQL (the message names the position), 1 if the object
+    path of ASSOCIATORS/REFERENCES OF names no instance.
     """
     from .api import query
     from .model import load_schema
+    from .wql import ClassDefsResult
 
     result = query(wql, **source)
-    cls = load_schema().get(result.classname)
-    text = render(result, cls, fmt, _table_width(fmt), properties=result.properties, system=True, encoding=_encoding())
+    if isinstance(result, ClassDefsResult):
+        from .model.instances import SYSTEM_PROPERTIES
+        from .model.schema import cim_classes, class_mof
+        from .wql.evaluate import class_system_properties
+
+        rows = [class_system_properties(cls) for cls in result]
+        if fmt == "json":
+            text = json.dumps(rows, indent=2) + "\n"
+        elif fmt == "csv":
+            import csv
+            import io
+
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(SYSTEM_PROPERTIES)
+            for row in rows:
+                writer.writerow(["" if row[p] is None else ";".join(row[p]) if isinstance(row[p], list) else row[p]
+                                 for p in SYSTEM_PROPERTIES])  # fmt: skip
+            text = out.getvalue()
+        elif fmt == "mof":
+            text = "\n".join(class_mof(cls.name) for cls in result)
+        elif fmt == "xml":
+            classes = "".join(f"<VALUE.OBJECT>{cim_classes()[cls.name].tocimxmlstr()}</VALUE.OBJECT>" for cls in result)
+            text = (
+                '<?xml version="1.0" encoding="utf-8" ?>\n<CIM CIMVERSION="2.0" DTDVERSION="2.0">\n'
+                f"<DECLARATION><DECLGROUP>{classes}</DECLGROUP></DECLARATION></CIM>\n"
+            )
+        else:  # a table of the classes, as wbemtest lists them
+            table = [("Class", "Superclass", "Namespace")]
+            table += [(c.name, c.superclass or "-", c.namespace.replace("/", "\\")) for c in result]
+            widths = [max(len(row[i]) for row in table) for i in range(3)]
+            lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
+            lines.insert(1, "   ".join("-" * w for w in widths))
+            lines.append(f"{len(result)} class{'es' if len(result) != 1 else ''}")
+            text = "".join(f"{line}\n" for line in lines)
+        emit(text, utf8=fmt != "table")
+        return
+    schema = load_schema()
+    width, encoding = _table_width(fmt), _encoding()
+    runs: list[list[Any]] = []  # the instances in order, in runs of one class
+    for instance in result:
+        if runs and runs[-1][0].classname == instance.classname:
+            runs[-1].append(instance)
+        else:
+            runs.append([instance])
+    if fmt in ("table", "mof", "xml", "json") and len(runs) > 1:  # each class with its own properties
+        blocks = []
+        for run in runs:
+            cls = schema.get(run[0].classname)
+            chosen = list(result.properties_of(cls.name))
+            shown = None if fmt == "table" and chosen == list(cls.properties) else chosen  # table: usual columns
+            blocks.append(render(run, cls, fmt, width, properties=shown, system=True, encoding=encoding))
+        if fmt == "xml":  # one document: the instances of each between DSP0201's DECLGROUP.WITHPATH tags
+            start, end = "<DECLGROUP.WITHPATH>", "</DECLGROUP.WITHPATH>"
+            inner = [b[b.index(start) + len(start) : b.rindex(end)].strip("\n") for b in blocks]
+            text = blocks[0][: blocks[0].index(start) + len(start)] + "\n" + "\n".join(inner)
+            text += "\n" + blocks[0][blocks[0].rindex(end) :]
+        elif fmt == "json":  # one array: each object with its own class's properties (KeysOnly: its keys)
+            inner = [b.strip()[1:-1].strip("\n") for b in blocks if b.strip() != "[]"]
+            text = "[\n" + ",\n".join(inner) + "\n]\n"
+        else:  # table: one table per class, as PowerShell shows objects of several types
+            text = "\n".join(blocks)
+    else:
+        cls = schema.get(result.classname)
+        text = render(result, cls, fmt, width, properties=result.properties, system=True, encoding=encoding)
     emit(text, utf8=fmt != "table")
 
 
@@ -374,9 +467,9 @@ def serve_command(
     max_requests: int,
     **source: Any,
 ) -> None:
-    """Answer CIM-XML (DSP0200) on /cimom, so WBEM clients (pywbem, wbemcli) see the sessions."""
-    from .api import sessions
-    from .server import ServeOptions, serve
+    """Answer CIM-XML (DSP0200) on /cimom, so WBEM clients (pywbem, wbemcli) see the sessions
+    and the rest of the class family, in root/cimv2 and root/Microsoft/Windows/SMB."""
+    from .server import ServeOptions, serve, source_reader
     from .server.limits import Limits
 
     options = ServeOptions(
@@ -394,4 +487,4 @@ def serve_command(
         limits=Limits(request_timeout=request_timeout, max_in_flight=max_requests),
         source_timeout=source.get("timeout"),
     )
-    serve(options, lambda: sessions(**source), lambda text: click.echo(text, err=True))
+    serve(options, source_reader(**source), lambda text: click.echo(text, err=True))

@@ -37,21 +37,70 @@ from typing import Any
 
 from .model import CIMObject, ClassDef, load_schema
 from .model.instances import SYSTEM_PROPERTIES
+from .model.objectpath import ObjectPath
 from .xmltext import REPLACEMENT, shows, xml_safe
 
 FORMATS = ("table", "json", "csv", "mof", "xml")
 
-# Columns of the table, after `net session` and `Get-SmbSession`: (heading, property).
-TABLE_COLUMNS = (
-    ("Computer", "ComputerName"),
-    ("User", "UserName"),
-    ("Client type", "ClientType"),
-    ("Opens", "ResourcesOpened"),
-    ("Active", "ActiveTime"),
-    ("Idle", "IdleTime"),
-    ("Type", "SessionType"),
-    ("Status", "Status"),
-)
+# Columns of the table per class, (heading, property), after `net session`, `net share`, the
+# Shared Folders console, `Get-SmbSession` and `Get-SmbOpenFile`. A class without an entry
+# shows its keys.
+TABLE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "Win32_ServerSession": (
+        ("Computer", "ComputerName"),
+        ("User", "UserName"),
+        ("Client type", "ClientType"),
+        ("Opens", "ResourcesOpened"),
+        ("Active", "ActiveTime"),
+        ("Idle", "IdleTime"),
+        ("Type", "SessionType"),
+        ("Status", "Status"),
+    ),
+    "Win32_ServerConnection": (
+        ("Computer", "ComputerName"),
+        ("User", "UserName"),
+        ("Share", "ShareName"),
+        ("Id", "ConnectionID"),
+        ("Files", "NumberOfFiles"),
+        ("Active", "ActiveTime"),
+    ),
+    "Win32_Share": (
+        ("Name", "Name"),
+        ("Type", "Type"),
+        ("Path", "Path"),
+        ("Description", "Description"),
+        ("Max users", "MaximumAllowed"),
+    ),
+    "MSFT_SmbSession": (
+        ("SessionId", "SessionId"),
+        ("Computer", "ClientComputerName"),
+        ("User", "ClientUserName"),
+        ("Dialect", "Dialect"),
+        ("Opens", "NumOpens"),
+        ("Exists", "SecondsExists"),
+        ("Idle", "SecondsIdle"),
+    ),
+    "MSFT_SmbOpenFile": (
+        ("FileId", "FileId"),
+        ("SessionId", "SessionId"),
+        ("Path", "Path"),
+        ("Share path", "ShareRelativePath"),
+        ("Computer", "ClientComputerName"),
+        ("User", "ClientUserName"),
+        ("Access", "Permissions"),
+        ("Locks", "Locks"),
+    ),
+}
+#: what the table's last line counts, per class ("3 sessions")
+COUNTED = {
+    "Win32_ServerSession": "session",
+    "Win32_ServerConnection": "connection",
+    "Win32_Share": "share",
+    "MSFT_SmbSession": "session",
+    "MSFT_SmbOpenFile": "open file",
+}
+DURATIONS = frozenset({"SecondsExists", "SecondsIdle"})  # seconds, though the MOF has no Units for them
+HEXADECIMAL = frozenset({"Permissions"})  # access masks, as Get-SmbOpenFile's users read them
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -99,6 +148,8 @@ def no_surrogates(text: str) -> str:
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, ObjectPath):  # a reference: the path it names, as WMI writes it
+        return str(value)
     return value
 
 
@@ -107,8 +158,11 @@ def _remote(instances: Sequence[CIMObject]) -> bool:
     return any(instance.server for instance in instances)
 
 
-def _rows(instances: Sequence[CIMObject], properties: Sequence[str], system: bool) -> list[dict[str, Any]]:
-    """Each instance's ``properties`` (None for one its class lacks), after its system properties or server."""
+def _rows(
+    instances: Sequence[CIMObject], properties: Sequence[str], system: bool, absent: bool = True
+) -> list[dict[str, Any]]:
+    """Each instance's ``properties`` (None for one its class lacks, or left out with ``absent``
+    false), after its system properties or server."""
     server = not system and _remote(instances)
     known: dict[str, Any] = {}  # class name -> its properties (what to_dict() holds)
     rows = []
@@ -118,18 +172,23 @@ def _rows(instances: Sequence[CIMObject], properties: Sequence[str], system: boo
             own = known[instance.classname] = load_schema().get(instance.classname).properties
         row = instance.system_properties() if system else {"__SERVER": instance.server} if server else {}
         for prop in properties:
-            row[prop] = getattr(instance, prop) if prop in own else None
+            if prop in own:
+                row[prop] = getattr(instance, prop)
+            elif absent:
+                row[prop] = None
         rows.append(row)
     return rows
 
 
 def to_json(instances: Sequence[CIMObject], properties: Sequence[str], system: bool = False) -> str:
-    """A JSON array of objects keyed by CIM property name; null when unknown.
+    """A JSON array of objects keyed by CIM property name; null when unknown. Each object holds
+    only its own class's properties (a result of several classes: null means unknown, never
+    "not a property of this class").
 
     ``system`` puts WMI's system properties (``__CLASS``, ``__PATH``, ...) in front; without
     it, instances read from other servers get ``__SERVER`` in front.
     """
-    rows = _rows(instances, properties, system)
+    rows = _rows(instances, properties, system, absent=False)
     if not rows:
         return "[]"
     return "[\n  " + ",\n  ".join(map(_json_object, rows)) + "\n]"
@@ -149,8 +208,8 @@ def _json_object(row: dict[str, Any]) -> str:
     for key, value in row.items():
         if type(value) in _SCALARS:
             continue
-        if isinstance(value, datetime):
-            row[key] = value.isoformat()
+        if isinstance(value, (datetime, ObjectPath)):
+            row[key] = _plain(value)
         elif isinstance(value, (list, tuple, dict)):
             flat = False
     if not flat:
@@ -204,6 +263,8 @@ def to_mof(instances: Sequence[CIMObject], properties: Sequence[str] | None = No
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
+    if hasattr(value, "keybindings"):  # a reference: its key values are strings of clients too
+        return [str(value)]
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
@@ -251,11 +312,17 @@ def human_duration(seconds: int | None) -> str:
 
 
 def _cell(instance: CIMObject, prop: str, cls: ClassDef) -> str:
+    if prop not in cls.properties:  # a subclass's own property in a table of several classes
+        cls = load_schema().get(instance.classname)
+        if prop not in cls.properties:
+            return "-"
     value = getattr(instance, prop)
     if value is None:
         return "-"
-    if cls.properties[prop].qualifiers.get("Units") == "seconds":
+    if cls.properties[prop].qualifiers.get("Units") == "seconds" or prop in DURATIONS:
         return human_duration(value)
+    if prop in HEXADECIMAL and isinstance(value, int):
+        return f"0x{value:08x}"
     values = cls.properties[prop].qualifiers.get("Values")
     value_map = cls.properties[prop].qualifiers.get("ValueMap")
     if values and value_map and str(value) in value_map:
@@ -284,7 +351,7 @@ def to_table(
     from rich.table import Table
     from rich.text import Text
 
-    columns = TABLE_COLUMNS
+    columns = TABLE_COLUMNS.get(cls.name) or tuple((p, p) for p in cls.keys)
     if properties is not None and list(properties) != list(cls.properties):
         columns = tuple((p, p) for p in properties)
     lines = box.SIMPLE_HEAD
@@ -295,8 +362,12 @@ def to_table(
     if server:
         table.add_column(Text("Server"), overflow="fold")
     for heading, prop in columns:
+        known = cls.properties.get(prop)
         numeric = (
-            cls.properties[prop].type.startswith(("uint", "sint")) and "ValueMap" not in cls.properties[prop].qualifiers
+            known is not None
+            and known.type.startswith(("uint", "sint"))
+            and "ValueMap" not in known.qualifiers
+            and prop not in DURATIONS | HEXADECIMAL
         )
         table.add_column(Text(heading), justify="right" if numeric else "left", overflow="fold")
     for instance in instances:
@@ -320,8 +391,8 @@ def to_table(
         legacy_windows=False,
     )
     console.print(table)
-    count = len(instances)
-    console.print(Text(f"{count} session{'s' if count != 1 else ''}"))
+    count, noun = len(instances), COUNTED.get(cls.name, "instance")
+    console.print(Text(f"{count} {noun}{'s' if count != 1 else ''}"))
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
 
 

@@ -17,11 +17,18 @@ from ..sources.base import SESS_GUEST, SESS_NOENCRYPTION, SessionRecord
 from .schema import NAMESPACE, load_schema
 
 if TYPE_CHECKING:  # object paths are imported when one is asked for: ``list`` needs none
-    from .objectpath import ObjectPath
+    from .objectpath import KeyValue, ObjectPath
 
 SERVER_SESSION = "Win32_ServerSession"
 UINT32_MAX = 2**32 - 1
 WMI_NAMESPACE = NAMESPACE.replace("/", "\\")  # root\cimv2
+
+
+def wmi_namespace(namespace: str) -> str:
+    """A namespace as WMI writes it: ``root\\cimv2``."""
+    return namespace.replace("/", "\\")
+
+
 SYSTEM_PROPERTIES = (
     "__GENUS", "__CLASS", "__SUPERCLASS", "__DYNASTY", "__RELPATH", "__PROPERTY_COUNT",
     "__DERIVATION", "__SERVER", "__NAMESPACE", "__PATH",
@@ -42,6 +49,7 @@ _PYTHON_TYPES: dict[str, Any] = {
     "datetime": datetime,
     "real32": float,
     "real64": float,
+    "reference": Any,  # an ObjectPath (model/objectpath.py), imported only when a class has references
     **{f"{s}int{n}": int for s in "su" for n in (8, 16, 32, 64)},
 }
 
@@ -65,10 +73,23 @@ class CIMObject:
         from .objectpath import ObjectPath
 
         cls = load_schema().get(self.classname)
-        keys = tuple((k, getattr(self, k)) for k in cls.keys)
+        keys = self._key_values()
         if self.server:
-            return ObjectPath(cls.name, keys, host=self.server, namespace=WMI_NAMESPACE)
+            return ObjectPath(cls.name, keys, host=self.server, namespace=wmi_namespace(cls.namespace))
         return ObjectPath(cls.name, keys)
+
+    def _key_values(self) -> tuple[tuple[str, KeyValue], ...]:
+        """(key, value) of each key; a reference key's value is the relative path it names, as
+        text (an association and its ends are always read from the same server)."""
+        from .objectpath import ObjectPath, format_path
+
+        out = []
+        for name in load_schema().get(self.classname).keys:
+            value = getattr(self, name)
+            if isinstance(value, ObjectPath):
+                value = format_path(ObjectPath(value.classname, value.keys))
+            out.append((name, value))
+        return tuple(out)
 
     @property
     def path(self) -> str:
@@ -85,7 +106,8 @@ class CIMObject:
         cls = load_schema().get(self.classname)
         chain = load_schema().superclasses(cls.name)
         server = self.server or local_server_name()
-        relative = format_path(ObjectPath(cls.name, tuple((k, getattr(self, k)) for k in cls.keys)))
+        relative = format_path(ObjectPath(cls.name, self._key_values()))
+        namespace = wmi_namespace(cls.namespace)
         return {
             "__GENUS": 2,
             "__CLASS": cls.name,
@@ -95,8 +117,8 @@ class CIMObject:
             "__PROPERTY_COUNT": len(cls.properties),
             "__DERIVATION": chain,
             "__SERVER": server,
-            "__NAMESPACE": WMI_NAMESPACE,
-            "__PATH": f"\\\\{server}\\{WMI_NAMESPACE}:{relative}",
+            "__NAMESPACE": namespace,
+            "__PATH": f"\\\\{server}\\{namespace}:{relative}",
         }
 
     def to_cim_instance(self, properties: Sequence[str] | None = None) -> Any:
@@ -108,13 +130,28 @@ class CIMObject:
         for prop in cls.properties.values():
             if properties is not None and prop.name not in properties:
                 continue
-            value = getattr(self, prop.name)
-            if isinstance(value, datetime):
-                value = pywbem.CIMDateTime(value)
-            props[prop.name] = pywbem.CIMProperty(prop.name, value, type=prop.type)
-        key_values = {k: getattr(self, k) for k in cls.keys}
-        path = pywbem.CIMInstanceName(cls.name, keybindings=key_values, namespace=NAMESPACE, host=self.server)
+            value = _cim_value(getattr(self, prop.name))
+            props[prop.name] = pywbem.CIMProperty(
+                prop.name, value, type=prop.type, reference_class=prop.reference_class
+            )
+        key_values = {k: _cim_value(getattr(self, k)) for k in cls.keys}
+        path = pywbem.CIMInstanceName(cls.name, keybindings=key_values, namespace=cls.namespace, host=self.server)
         return pywbem.CIMInstance(cls.name, properties=props, path=path)
+
+
+def _cim_value(value: Any) -> Any:
+    """A property value as pywbem types it: CIMDateTime, CIMInstanceName for a reference."""
+    import pywbem
+
+    from .objectpath import ObjectPath
+
+    if isinstance(value, datetime):
+        return pywbem.CIMDateTime(value)
+    if isinstance(value, ObjectPath):
+        namespace = load_schema().get(value.classname).namespace
+        keys = {k: _cim_value(v) for k, v in value.keys}
+        return pywbem.CIMInstanceName(value.classname, keybindings=keys, namespace=namespace, host=value.host)
+    return value
 
 
 @cache
@@ -167,7 +204,8 @@ def local_datetime(timestamp: float) -> datetime:
 
 
 def server_sessions(records: Iterable[SessionRecord], now: float | None = None) -> list[CIMObject]:
-    """One Win32_ServerSession per (server, ComputerName, UserName), merged as DESIGN.md section 2 says.
+    """One Win32_ServerSession per (server, ComputerName, UserName), merged as DESIGN.md section 2 says;
+    the names compare case-blind (the keys are the oldest session's spelling).
 
     Of several sessions with the same keys: ActiveTime and InstallDate of the oldest,
     IdleTime of the least idle, ResourcesOpened summed, the rest from the oldest.
@@ -175,7 +213,9 @@ def server_sessions(records: Iterable[SessionRecord], now: float | None = None) 
     now = time.time() if now is None else now
     groups: dict[tuple[str | None, str, str], list[SessionRecord]] = {}
     for record in records:
-        groups.setdefault((record.server, record.computer_name, record.user_name), []).append(record)
+        # keys compare case-blind, as WMI's and object paths' do: WS1/alice and ws1/ALICE are one
+        key = (record.server, (record.computer_name or "").lower(), (record.user_name or "").lower())
+        groups.setdefault(key, []).append(record)
     cls = instance_class(SERVER_SESSION)
     out = [_merged(cls, group, now) for group in groups.values()]
     out.sort(key=lambda s: (s.server or "", s.ComputerName.lower(), s.UserName.lower()))  # type: ignore[attr-defined]

@@ -17,15 +17,25 @@ from typing import Any
 
 from ..errors import NotFound, ServerSessionError
 
-# Compile order: qualifier declarations, then each class after its superclass.
-MOF_FILES = (
-    "qualifiers.mof",
-    "CIM_ManagedSystemElement.mof",
-    "CIM_LogicalElement.mof",
-    "Win32_ServerSession.mof",
-)
-NAMESPACE = "root/cimv2"
-CACHE_FORMAT = 1
+NAMESPACE = "root/cimv2"  # SessionProvider's classes (and CIMWin32's Win32_Share)
+SMB_NAMESPACE = "root/Microsoft/Windows/SMB"  # the SMB provider's MSFT_Smb* classes
+# Per namespace, in compile order: qualifier declarations, then each class after its superclass
+# and after the classes its references name.
+MOF_FILES: dict[str, tuple[str, ...]] = {
+    NAMESPACE: (
+        "qualifiers.mof",
+        "CIM_ManagedSystemElement.mof",
+        "CIM_LogicalElement.mof",
+        "CIM_Dependency.mof",
+        "Win32_ServerSession.mof",
+        "Win32_ServerConnection.mof",
+        "Win32_Share.mof",
+        "Win32_SessionConnection.mof",
+        "Win32_ConnectionShare.mof",
+    ),
+    SMB_NAMESPACE: ("qualifiers.mof", "MSFT_SmbSession.mof", "MSFT_SmbOpenFile.mof"),
+}
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +47,22 @@ class PropertyDef:
     is_array: bool
     class_origin: str
     qualifiers: dict[str, Any] = field(default_factory=dict)
+    reference_class: str | None = None  # the class a REF property names
 
     @property
     def is_key(self) -> bool:
         return bool(self.qualifiers.get("Key"))
+
+
+@dataclass(frozen=True, slots=True)
+class MethodDef:
+    """One method of a class: return type, parameters (name to CIM type) and qualifiers."""
+
+    name: str
+    return_type: str
+    parameters: dict[str, str]
+    class_origin: str
+    qualifiers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +73,25 @@ class ClassDef:
     superclass: str | None
     qualifiers: dict[str, Any]
     properties: dict[str, PropertyDef]
+    namespace: str = NAMESPACE
+    methods: dict[str, MethodDef] = field(default_factory=dict)
 
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.properties.values() if p.is_key)
+
+    @property
+    def is_association(self) -> bool:
+        return bool(self.qualifiers.get("Association"))
+
+    @property
+    def is_abstract(self) -> bool:
+        return bool(self.qualifiers.get("Abstract"))
+
+    @property
+    def references(self) -> tuple[PropertyDef, ...]:
+        """The REF properties (an association's ends), in declaration order."""
+        return tuple(p for p in self.properties.values() if p.type == "reference")
 
     def property(self, name: str) -> PropertyDef:
         """The property called ``name``, matched without regard to case as CIM does."""
@@ -95,17 +132,33 @@ class Schema:
                 return cls
         raise NotFound(f"no class {name!r} in the schema (known: {', '.join(self.classes)})")
 
+    def namespace_classes(self, namespace: str) -> list[str]:
+        """The classes of ``namespace`` (spelled with ``/`` or ``\\``, any case)."""
+        wanted = namespace.replace("\\", "/").strip("/").lower()
+        return [c.name for c in self.classes.values() if c.namespace.lower() == wanted]
 
-def _mof_sources() -> dict[str, str]:
+
+def namespace_name(text: str) -> str | None:
+    """The schema's spelling of the namespace ``text`` names (``/`` or ``\\``, any case); None if none."""
+    wanted = text.replace("\\", "/").strip("/").lower()
+    return next((ns for ns in MOF_FILES if ns.lower() == wanted), None)
+
+
+def _mof_sources() -> dict[tuple[str, str], str]:
+    """(namespace, file name) to MOF text, in compile order."""
     # The package is always installed as files (setuptools, not zipped); reading them
     # directly spares ``list`` the import of importlib.resources (about 20 ms).
     from .. import schema as schema_package
 
     root = os.path.dirname(os.path.abspath(schema_package.__file__ or ""))
+    texts: dict[str, str] = {}
     out = {}
-    for name in MOF_FILES:
-        with open(os.path.join(root, name), encoding="utf-8") as handle:
-            out[name] = handle.read()
+    for namespace, names in MOF_FILES.items():
+        for name in names:
+            if name not in texts:
+                with open(os.path.join(root, name), encoding="utf-8") as handle:
+                    texts[name] = handle.read()
+            out[(namespace, name)] = texts[name]
     return out
 
 
@@ -124,40 +177,56 @@ def _cache_path(digest: str) -> str:
     return os.path.join(base, "serversession", f"schema-{CACHE_FORMAT}-{digest[:16]}.json")
 
 
-def compile_mof(sources: dict[str, str]) -> dict[str, Any]:
-    """Compile the MOF with pywbem into plain data (what the JSON cache holds)."""
+def _compiled(sources: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """pywbem's compiled classes, per namespace."""
     import pywbem
 
     conn = pywbem.MOFWBEMConnection()
     compiler = pywbem.MOFCompiler(conn, verbose=False, log_func=lambda _msg: None)
-    for name, text in sources.items():
+    for (namespace, name), text in sources.items():
         try:
-            compiler.compile_string(text, NAMESPACE, filename=name)
+            compiler.compile_string(text, namespace, filename=name)
         except pywbem.Error as exc:
             raise ServerSessionError(f"schema file {name} does not compile: {exc}") from exc
-    compiled = conn.classes[NAMESPACE]
+    return {namespace: conn.classes[namespace] for namespace in MOF_FILES}
+
+
+def compile_mof(sources: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """Compile the MOF with pywbem into plain data (what the JSON cache holds)."""
     out: dict[str, Any] = {}
-    for name in compiled:
-        chain = []
-        cls = compiled[name]
-        while cls is not None:
-            chain.append(cls)
-            cls = compiled[cls.superclass] if cls.superclass else None
-        properties: dict[str, Any] = {}
-        for level in reversed(chain):  # superclass properties first, overrides keep their place
-            for prop in level.properties.values():
-                properties[prop.name] = {
-                    "type": prop.type,
-                    "is_array": bool(prop.is_array),
-                    "class_origin": level.classname,
-                    "qualifiers": {q.name: _plain(q.value) for q in prop.qualifiers.values()},
-                }
-        own = compiled[name]
-        out[own.classname] = {
-            "superclass": own.superclass,
-            "qualifiers": {q.name: _plain(q.value) for q in own.qualifiers.values()},
-            "properties": properties,
-        }
+    for namespace, compiled in _compiled(sources).items():
+        for name in compiled:
+            chain = []
+            cls = compiled[name]
+            while cls is not None:
+                chain.append(cls)
+                cls = compiled[cls.superclass] if cls.superclass else None
+            properties: dict[str, Any] = {}
+            methods: dict[str, Any] = {}
+            for level in reversed(chain):  # superclass members first, overrides keep their place
+                for prop in level.properties.values():
+                    properties[prop.name] = {
+                        "type": prop.type,
+                        "is_array": bool(prop.is_array),
+                        "class_origin": level.classname,
+                        "qualifiers": {q.name: _plain(q.value) for q in prop.qualifiers.values()},
+                        "reference_class": prop.reference_class,
+                    }
+                for method in level.methods.values():
+                    methods[method.name] = {
+                        "return_type": method.return_type,
+                        "parameters": {p.name: p.type for p in method.parameters.values()},
+                        "class_origin": level.classname,
+                        "qualifiers": {q.name: _plain(q.value) for q in method.qualifiers.values()},
+                    }
+            own = compiled[name]
+            out[own.classname] = {
+                "namespace": namespace,
+                "superclass": own.superclass,
+                "qualifiers": {q.name: _plain(q.value) for q in own.qualifiers.values()},
+                "properties": properties,
+                "methods": methods,
+            }
     return out
 
 
@@ -175,10 +244,16 @@ def _from_data(data: dict[str, Any], mof_text: str) -> Schema:
     classes = {}
     for name, cls in data.items():
         props = {
-            pname: PropertyDef(pname, p["type"], p["is_array"], p["class_origin"], p["qualifiers"])
+            pname: PropertyDef(
+                pname, p["type"], p["is_array"], p["class_origin"], p["qualifiers"], p["reference_class"]
+            )
             for pname, p in cls["properties"].items()
         }
-        classes[name] = ClassDef(name, cls["superclass"], cls["qualifiers"], props)
+        methods = {
+            mname: MethodDef(mname, m["return_type"], m["parameters"], m["class_origin"], m["qualifiers"])
+            for mname, m in cls["methods"].items()
+        }
+        classes[name] = ClassDef(name, cls["superclass"], cls["qualifiers"], props, cls["namespace"], methods)
     return Schema(classes, mof_text)
 
 
@@ -208,16 +283,10 @@ def load_schema() -> Schema:
 
 @cache
 def cim_classes() -> dict[str, Any]:
-    """The schema's classes as ``pywbem.CIMClass`` objects, as pywbem's MOF compiler builds them
-    (each with its own properties and qualifiers; inherited ones are not repeated)."""
-    import pywbem
-
-    conn = pywbem.MOFWBEMConnection()
-    compiler = pywbem.MOFCompiler(conn, verbose=False, log_func=lambda _msg: None)
-    for fname, text in _mof_sources().items():
-        compiler.compile_string(text, NAMESPACE, filename=fname)
-    compiled = conn.classes[NAMESPACE]
-    return {name: compiled[name] for name in load_schema().classes}
+    """The schema's classes (every namespace) as ``pywbem.CIMClass`` objects, as pywbem's MOF
+    compiler builds them (each with its own members and qualifiers; inherited ones are not repeated)."""
+    compiled = _compiled(_mof_sources())
+    return {name: compiled[cls.namespace][name] for name, cls in load_schema().classes.items()}
 
 
 def class_mof(name: str) -> str:

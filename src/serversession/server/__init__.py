@@ -256,8 +256,35 @@ def _more_files() -> None:
         pass
 
 
-def serve(options: ServeOptions, read: Callable[[], list[Any]], echo: Callable[[str], Any]) -> None:
-    """Run the server until SIGINT or SIGTERM. ``read`` returns the instances to serve."""
+def source_reader(**source: Any) -> Callable[[frozenset[str]], Any]:
+    """A reader for :func:`serve`: the source options of ``serversession.sessions()`` (checked
+    now, as the API checks them; an option given as None takes its default) -> a function of
+    the snapshot parts (sources/base.py: CONNECTIONS, OPENS, SHARES) that reads one Snapshot
+    holding them (:func:`serversession.api.snapshot_reader`)."""
+    from ..api import snapshot_reader
+
+    return snapshot_reader(**{name: value for name, value in source.items() if value is not None})
+
+
+def _takes_parts(read: Callable[..., Any]) -> bool:
+    """Whether ``read`` is a snapshot reader (one parameter: the parts) rather than a reader of instances."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(read).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    return bool(positional)
+
+
+def serve(options: ServeOptions, read: Callable[..., Any], echo: Callable[[str], Any]) -> None:
+    """Run the server until SIGINT or SIGTERM.
+
+    ``read`` is a snapshot reader (:func:`source_reader`: parts -> Snapshot), from which every
+    class of both namespaces is served; or, as before, a function of nothing returning the
+    instances to serve (Win32_ServerSession alone, say).
+    """
     check_options(options)
     _import_aiohttp()
     from aiohttp import web
@@ -278,7 +305,11 @@ def serve(options: ServeOptions, read: Callable[[], list[Any]], echo: Callable[[
     _server_logging()
     _more_files()
     listener = _access_logging(options.access_log)
-    server = Server(Repository(read, max_age=options.max_age), authenticator, options.limits or Limits())
+    if _takes_parts(read):
+        repository = Repository(snapshot=read, max_age=options.max_age)
+    else:
+        repository = Repository(read, max_age=options.max_age)
+    server = Server(repository, authenticator, options.limits or Limits())
 
     async def main() -> None:
         runner = web.AppRunner(
@@ -293,7 +324,8 @@ def serve(options: ServeOptions, read: Callable[[], list[Any]], echo: Callable[[
             await runner.cleanup()
             raise ServerSessionError(f"cannot listen on {options.bind}:{port}: {exc.strerror}") from None
         scheme = "https" if context else "http"
-        echo(f"serving root/cimv2 on {scheme}://{options.bind}:{port}/cimom (Ctrl-C stops)")
+        spaces = "root/cimv2 and root/Microsoft/Windows/SMB" if _takes_parts(read) else "root/cimv2"
+        echo(f"serving {spaces} on {scheme}://{options.bind}:{port}/cimom (Ctrl-C stops)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

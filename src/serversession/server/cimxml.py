@@ -184,6 +184,12 @@ def _decode(body: bytes) -> Request:
     if call[0] == "METHODCALL":
         method = call[1].get("NAME", "")
         error = CIMError(CIM_ERR_NOT_SUPPORTED, "extrinsic methods are not supported")
+        if method.lower() == "forceclose":  # MSFT_SmbSession's and MSFT_SmbOpenFile's (DESIGN.md 2c)
+            error = CIMError(
+                CIM_ERR_NOT_SUPPORTED,
+                "ForceClose is not supported yet: this server is read-only for now "
+                "(closing sessions and files comes with serversession close-session and close-file)",
+            )
         raise CIMErrorWithId(message_id, method, error, extrinsic=True)
     try:
         _, attrs, namespace, params = TupleParser().parse_imethodcall(call)

@@ -1,8 +1,11 @@
 """The CIM operations of DSP0200 over the schema and the live instances (read-only).
 
-Each operation is a plain function of the request and a snapshot of the instances; the server
-runs it in a worker thread (:mod:`.work`), never on the event loop. The state shared between
-requests (the open enumerations, the rendered fragments) is guarded by a lock.
+Each operation is a plain function of the request and a view of one read of the source; the
+server runs it in a worker thread (:mod:`.work`), never on the event loop. The operation asks
+for the view when it knows which classes it needs (:meth:`Call.view`): one read of the source
+holds every part (tree connects, opens, shares) those classes need, and serves every class
+until ``max_age`` has passed. The state shared between requests (the open enumerations, the
+rendered fragments) is guarded by a lock.
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidInput, NotFound, ServerSessionError
 from ..model import CIMObject, ClassDef, load_schema
 from ..model.instances import local_server_name
-from ..model.objectpath import ObjectPath
-from ..model.schema import NAMESPACE, cim_classes
-from ..wql import NotSupported, compile_query, find_instance
+from ..model.objectpath import ObjectPath, format_path
+from ..model.providers import NEEDS, PROVIDERS
+from ..model.schema import MOF_FILES, cim_classes, namespace_name
+from ..sources.base import Snapshot
+from ..wql import CompiledAssociation, compile_wql, find_instance
+from ..wql import associations as navigation
+from ..wql.lookup import resolve_path
 from ..xmltext import xml_safe
 from . import xmlwrite
 from .cimxml import (
@@ -42,7 +49,7 @@ from .cimxml import (
     Request,
     method_response,
 )
-from .queries import QueryFailed, QueryRunner, unpack
+from .queries import Answer, QueryFailed, QueryRunner, evaluate
 from .work import Checked, WorkPool, abandoned, checkpoint
 
 CIM_ERR_FILTERED_ENUMERATION_NOT_SUPPORTED = 25
@@ -55,13 +62,15 @@ UINT32_MAX = 2**32 - 1  # MaxObjectCount and OperationTimeout are uint32 (DSP020
 MAX_QUERY_LENGTH = 65536  # characters of a WQL query
 MAX_FRAGMENT_CACHE = 64 << 20  # characters of rendered instances kept between requests
 MAX_CONTEXT_CHARS = 256 << 20  # characters of rendered instances held by open enumerations
+STICKY_PARTS = 60.0  # seconds a snapshot part (tree connects, opens, shares) asked for stays in every read
+ALL_PARTS: frozenset[str] = frozenset().union(*NEEDS.values())
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# operations that need the instances (read from the source before the operation runs)
-_NEEDS_INSTANCES = frozenset({"enumerateinstancenames", "enumerateinstances", "getinstance", "execquery",
-                              "openenumerateinstances", "openenumerateinstancepaths", "openqueryinstances"})  # fmt: skip
 
 _OPEN = ("operationtimeout", "continueonerror", "maxobjectcount", "filterquerylanguage", "filterquery")
 _INSTANCE = ("localonly", "includequalifiers", "includeclassorigin", "propertylist")
+_ASSOCIATOR = ("assocclass", "resultclass", "role", "resultrole")
+_REFERENCE = ("resultclass", "role")
+_OUTPUT = ("includequalifiers", "includeclassorigin", "propertylist")
 # the parameters each operation takes (DSP0200); any other is refused rather than silently ignored
 PARAMETERS: dict[str, frozenset[str]] = {
     name: frozenset(params)
@@ -73,9 +82,17 @@ PARAMETERS: dict[str, frozenset[str]] = {
         "enumerateinstances": ("classname", "deepinheritance", *_INSTANCE),
         "getinstance": ("instancename", *_INSTANCE),
         "execquery": ("querylanguage", "query"),
+        "associators": ("objectname", *_ASSOCIATOR, *_OUTPUT),
+        "associatornames": ("objectname", *_ASSOCIATOR),
+        "references": ("objectname", *_REFERENCE, *_OUTPUT),
+        "referencenames": ("objectname", *_REFERENCE),
         "openenumerateinstances": ("classname", "deepinheritance", *_INSTANCE, *_OPEN),
         "openenumerateinstancepaths": ("classname", *_OPEN),
         "openqueryinstances": ("returnqueryresultclass", *_OPEN),
+        "openassociatorinstances": ("instancename", *_ASSOCIATOR, "includeclassorigin", "propertylist", *_OPEN),
+        "openassociatorinstancepaths": ("instancename", *_ASSOCIATOR, *_OPEN),
+        "openreferenceinstances": ("instancename", *_REFERENCE, "includeclassorigin", "propertylist", *_OPEN),
+        "openreferenceinstancepaths": ("instancename", *_REFERENCE, *_OPEN),
         "pullinstanceswithpath": ("enumerationcontext", "maxobjectcount"),
         "pullinstancepaths": ("enumerationcontext", "maxobjectcount"),
         "pullinstances": ("enumerationcontext", "maxobjectcount"),
@@ -83,7 +100,61 @@ PARAMETERS: dict[str, frozenset[str]] = {
     }.items()
 }
 
-Snapshot = tuple[int, list[CIMObject]]  # generation, instances
+
+class View:
+    """One read of the source: its generation number, and each class's instances built from it
+    once (by the class's provider, the first time a request asks for the class)."""
+
+    def __init__(
+        self,
+        number: int,
+        parts: frozenset[str],
+        snapshot: Snapshot | None = None,
+        instances: Iterable[CIMObject] | None = None,
+    ) -> None:
+        self.number = number
+        self.parts = parts  # what the read holds besides the sessions
+        self.read_at = time.monotonic()
+        self._snapshot = snapshot
+        self._built: dict[str, list[CIMObject]] = {}
+        self._lock = threading.Lock()
+        for instance in instances or ():  # a reader that gives instances, not a snapshot
+            self._built.setdefault(instance.classname, []).append(instance)
+
+    def of(self, classnames: Iterable[str]) -> list[CIMObject]:
+        """The instances of ``classnames`` (classes with a provider), in that order."""
+        out: list[CIMObject] = []
+        for name in classnames:
+            out.extend(self._class(name))
+        return out
+
+    def _class(self, name: str) -> list[CIMObject]:
+        found = self._built.get(name)
+        if found is not None or self._snapshot is None:
+            return found or []
+        with self._lock:  # built once per read, whoever asks first
+            found = self._built.get(name)
+            if found is None:
+                found = self._built[name] = PROVIDERS[name](self._snapshot)
+        return found
+
+
+# Reads the source: the snapshot parts wanted -> one Snapshot (sources.read_snapshot)
+SnapshotReader = Callable[[frozenset[str]], Snapshot]
+
+
+@dataclass
+class Call:
+    """One operation being answered: the request, its user, its namespace, and how it gets a view."""
+
+    request: Request
+    user: str
+    namespace: str  # the schema's spelling
+    fetch: Callable[[frozenset[str]], View]
+
+    def view(self, classes: Iterable[str]) -> View:
+        """A view holding what ``classes`` (classes with a provider) need."""
+        return self.fetch(frozenset().union(*(NEEDS[c] for c in classes)))
 
 
 @dataclass
@@ -119,22 +190,33 @@ class Rendered:
 
 
 class Repository:
-    """Answers operations in ``root/cimv2`` with the instances ``read`` returns.
+    """Answers operations in ``root/cimv2`` and ``root/Microsoft/Windows/SMB``.
 
-    ``read`` runs in a thread of its own, at most once per ``max_age`` seconds however many
-    requests arrive (one read at a time; the others wait for it). Operations run in ``pool``
-    (set by the server) or, without one, in the caller.
+    ``snapshot(parts)`` reads the source (one :class:`~serversession.sources.base.Snapshot`
+    holding ``parts`` besides the sessions); each class's provider builds its instances from it.
+    Alternatively ``read()`` returns ready instances (of any classes; the benchmark's synthetic
+    sessions). Reads run in a thread of their own, at most once per ``max_age`` seconds however
+    many requests arrive (one read at a time; the others wait for it), and again sooner only
+    when a request needs a part the current read lacks. A part asked for stays in every read
+    for :data:`STICKY_PARTS` seconds, so that clients of Win32_ServerSession alone pay for no
+    more than the sessions. Operations run in ``pool`` (set by the server) or, without one, in
+    a thread of the default executor.
     """
 
     def __init__(
         self,
-        read: Callable[[], list[CIMObject]],
+        read: Callable[[], list[CIMObject]] | None = None,
         host: str | None = None,
         max_age: float = 1.0,
         max_contexts: int = 128,
         pool: WorkPool | None = None,
+        *,
+        snapshot: SnapshotReader | None = None,
     ) -> None:
+        if (read is None) == (snapshot is None):
+            raise TypeError("give read (instances) or snapshot (a source's snapshot), one of them")
         self.read = read
+        self.read_snapshot = snapshot
         self.host = host or local_server_name()
         self.max_age = max_age
         self.max_contexts = max_contexts
@@ -146,13 +228,15 @@ class Repository:
         self._state = threading.Lock()  # contexts and the fragment cache
         self._render = threading.Lock()  # one rendering at a time (the others reuse its result)
         self._reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="serversession-read")
-        self._reading: asyncio.Future[Snapshot] | None = None
-        self._cached: tuple[float, int, list[CIMObject]] | None = None
+        self._reading: tuple[asyncio.Future[View], frozenset[str]] | None = None
+        self._cached: View | None = None
+        self._number = 0
+        self._asked: dict[str, float] = {}  # part -> when a request last needed it
         self._fragments: dict[tuple[Any, ...], Rendered] = {}
         self._fragment_chars = 0
         self.schema = load_schema()
         self.classes = {name.lower(): cls for name, cls in cim_classes().items()}
-        self._methods: dict[str, Callable[[Request, str, Snapshot | None], bytes]] = {
+        self._methods: dict[str, Callable[[Call], bytes]] = {
             "enumerateclassnames": self.enumerate_class_names,
             "enumerateclasses": self.enumerate_classes,
             "getclass": self.get_class,
@@ -160,9 +244,17 @@ class Repository:
             "enumerateinstances": self.enumerate_instances,
             "getinstance": self.get_instance,
             "execquery": self.exec_query,
+            "associators": self.associators,
+            "associatornames": self.associators,
+            "references": self.associators,
+            "referencenames": self.associators,
             "openenumerateinstances": self.open_enumerate_instances,
             "openenumerateinstancepaths": self.open_enumerate_instance_paths,
             "openqueryinstances": self.open_query_instances,
+            "openassociatorinstances": self.open_associators,
+            "openassociatorinstancepaths": self.open_associators,
+            "openreferenceinstances": self.open_associators,
+            "openreferenceinstancepaths": self.open_associators,
             "pullinstanceswithpath": self.pull,
             "pullinstancepaths": self.pull,
             "pullinstances": self.pull,
@@ -172,11 +264,10 @@ class Repository:
     # --- dispatch -------------------------------------------------------------------------
 
     async def handle(self, request: Request, user: str) -> bytes:
-        namespace = request.namespace.replace("\\", "/").strip("/").lower()
-        if namespace != NAMESPACE:
-            raise CIMError(
-                CIM_ERR_INVALID_NAMESPACE, f"no namespace {request.namespace!r}; this server has {NAMESPACE}"
-            )
+        namespace = namespace_name(request.namespace) if isinstance(request.namespace, str) else None
+        if namespace is None:
+            shown = request.namespace[:200] if isinstance(request.namespace, str) else request.namespace
+            raise CIMError(CIM_ERR_INVALID_NAMESPACE, f"no namespace {shown!r}; this server has {', '.join(MOF_FILES)}")
         name = request.method.lower()
         method = self._methods.get(name)
         if method is None:
@@ -185,32 +276,70 @@ class Repository:
         unknown = sorted(set(request.params) - PARAMETERS[name])
         if unknown:
             raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{request.method} has no parameter {unknown[0][:100]}")
-        snapshot = await self.instances() if name in _NEEDS_INSTANCES else None
+        call = Call(request, user, namespace, self._fetcher(asyncio.get_running_loop()))
         if self.pool is None:
-            return method(request, user, snapshot)
-        return await self.pool.run(user, method, request, user, snapshot)
+            return await asyncio.get_running_loop().run_in_executor(None, method, call)
+        return await self.pool.run(user, method, call)
 
-    async def instances(self) -> Snapshot:
-        """The current instances and their generation number (read again after ``max_age``)."""
+    def _fetcher(self, loop: asyncio.AbstractEventLoop) -> Callable[[frozenset[str]], View]:
+        """What a worker calls for a view: the cached one if it holds ``parts`` and is fresh,
+        else it waits (stopping at checkpoints) for a read made on the event loop."""
+
+        def fetch(parts: frozenset[str]) -> View:
+            now = time.monotonic()
+            for part in parts:
+                self._asked[part] = now
+            cached = self._cached
+            if cached is not None and now - cached.read_at <= self.max_age and parts <= cached.parts:
+                return cached
+            future = asyncio.run_coroutine_threadsafe(self.view(parts), loop)
+            while True:
+                try:
+                    return future.result(timeout=0.05)
+                except concurrent.futures.TimeoutError:
+                    checkpoint()
+
+        return fetch
+
+    async def view(self, parts: frozenset[str] = frozenset()) -> View:
+        """A view that holds ``parts``, read again after ``max_age`` (on the event loop)."""
+        now = time.monotonic()
+        for part in parts:
+            self._asked[part] = now
         cached = self._cached
-        if cached is not None and time.monotonic() - cached[0] <= self.max_age:
-            return cached[1], cached[2]
-        if self._reading is None or self._reading.done():
-            self._reading = asyncio.ensure_future(self._read())
-            self._reading.add_done_callback(_retrieve)
-        return await asyncio.shield(self._reading)  # a waiter that times out does not cancel the read
+        if cached is not None and now - cached.read_at <= self.max_age and parts <= cached.parts:
+            return cached
+        reading = self._reading
+        if reading is None or reading[0].done() or not parts <= reading[1]:
+            wanted = parts | {p for p, asked in self._asked.items() if now - asked <= STICKY_PARTS}
+            future = asyncio.ensure_future(self._read(frozenset(wanted)))
+            future.add_done_callback(_retrieve)
+            self._reading = reading = (future, frozenset(wanted))
+        return await asyncio.shield(reading[0])  # a waiter that times out does not cancel the read
 
-    async def _read(self) -> Snapshot:
+    async def instances(self) -> tuple[int, list[CIMObject]]:
+        """The sessions of the current view and its generation number (a convenience for tools)."""
+        view = await self.view()
+        return view.number, view.of(_provided("Win32_ServerSession"))
+
+    def _load(self, parts: frozenset[str]) -> tuple[frozenset[str], Snapshot | None, list[CIMObject] | None]:
+        if self.read_snapshot is not None:
+            return parts, self.read_snapshot(parts), None
+        assert self.read is not None
+        return ALL_PARTS, None, self.read()
+
+    async def _read(self, parts: frozenset[str]) -> View:
         try:
-            found = await asyncio.get_running_loop().run_in_executor(self._reader, self.read)
+            held, snapshot, found = await asyncio.get_running_loop().run_in_executor(self._reader, self._load, parts)
         except ServerSessionError as exc:
             raise CIMError(CIM_ERR_FAILED, f"reading the sessions failed: {exc}") from None
-        generation = (self._cached[1] + 1) if self._cached else 1
-        self._cached = (time.monotonic(), generation, found)
+        self._number += 1
+        view = View(self._number, held, snapshot, found)
+        self._cached = view
         with self._state:
             self._fragments.clear()
             self._fragment_chars = 0
-        return generation, found
+        return view
 
     def close(self) -> None:
         self._reader.shutdown(wait=False, cancel_futures=True)
@@ -219,23 +348,29 @@ class Repository:
 
     # --- classes --------------------------------------------------------------------------
 
-    def _classdef(self, name: Any, parameter: str = "ClassName") -> ClassDef:
+    def _classdef(
+        self, name: Any, namespace: str, parameter: str = "ClassName", code: int = CIM_ERR_INVALID_CLASS
+    ) -> ClassDef:
         text = getattr(name, "classname", name)
         if not isinstance(text, str) or not text:
             raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{parameter} is missing")
         try:
-            return self.schema.get(text)
+            cls = self.schema.get(text)
         except NotFound:
-            raise CIMError(CIM_ERR_INVALID_CLASS, f"no class {text[:200]!r} in {NAMESPACE}") from None
+            raise CIMError(code, f"no class {text[:200]!r} in {namespace}") from None
+        if cls.namespace != namespace:
+            raise CIMError(code, f"no class {cls.name} in {namespace} (it is in {cls.namespace})")
+        return cls
 
-    def _class_names(self, name: Any, deep: bool) -> list[str]:
+    def _class_names(self, name: Any, deep: bool, namespace: str) -> list[str]:
+        here = [self.schema.classes[c] for c in self.schema.namespace_classes(namespace)]
         if name is None:
-            roots = [c.name for c in self.schema.classes.values() if not c.superclass]
+            roots = [c.name for c in here if not c.superclass]
             if not deep:
                 return roots
-            return list(self.schema.classes)
-        base = self._classdef(name).name
-        children = [c.name for c in self.schema.classes.values() if c.superclass == base]
+            return [c.name for c in here]
+        base = self._classdef(name, namespace).name
+        children = [c.name for c in here if c.superclass == base]
         if not deep:
             return children
         return [c for c in self.schema.subclasses(base) if c != base]
@@ -243,40 +378,43 @@ class Repository:
     def _cim_class(self, name: str, local_only: bool, qualifiers: bool, origin: bool, plist: Any) -> Any:
         cls = copy.deepcopy(self.classes[name.lower()])  # the edits below must not reach the shared class
         if not local_only:  # add what the class inherits, as DSP0004 propagation says
-            inherited = {}
-            for ancestor in self.schema.superclasses(name):
-                for prop in self.classes[ancestor.lower()].properties.values():
-                    if prop.name not in cls.properties and prop.name not in inherited:
-                        propagated = copy.deepcopy(prop)
-                        propagated.propagated = True
-                        propagated.class_origin = ancestor
-                        inherited[prop.name] = propagated
-            cls.properties.update(inherited)
+            for kind in ("properties", "methods"):
+                inherited = {}
+                members = getattr(cls, kind)
+                for ancestor in self.schema.superclasses(name):
+                    for member in getattr(self.classes[ancestor.lower()], kind).values():
+                        if member.name not in members and member.name not in inherited:
+                            propagated = copy.deepcopy(member)
+                            propagated.propagated = True
+                            propagated.class_origin = ancestor
+                            inherited[member.name] = propagated
+                members.update(inherited)
         wanted = _property_filter(plist)
         for pname in list(cls.properties):
             prop = cls.properties[pname]
             if wanted is not None and pname.lower() not in wanted:
                 del cls.properties[pname]
                 continue
-            if prop.class_origin is None:
-                prop.class_origin = name
-            if not origin:
-                prop.class_origin = None
-                prop.propagated = None
+            _member_flags(prop, name, origin, qualifiers)
+        for method in cls.methods.values():
+            _member_flags(method, name, origin, qualifiers)
             if not qualifiers:
-                prop.qualifiers = {}
+                for parameter in method.parameters.values():
+                    parameter.qualifiers = {}
         if not qualifiers:
             cls.qualifiers = {}
         return cls
 
-    def enumerate_class_names(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
-        names = self._class_names(request.param("ClassName"), request.flag("DeepInheritance", False))
+    def enumerate_class_names(self, call: Call) -> bytes:
+        request = call.request
+        names = self._class_names(request.param("ClassName"), request.flag("DeepInheritance", False), call.namespace)
         return method_response(
             request.message_id, request.method, [f'<CLASSNAME NAME="{n}"></CLASSNAME>' for n in names]
         )
 
-    def enumerate_classes(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
-        names = self._class_names(request.param("ClassName"), request.flag("DeepInheritance", False))
+    def enumerate_classes(self, call: Call) -> bytes:
+        request = call.request
+        names = self._class_names(request.param("ClassName"), request.flag("DeepInheritance", False), call.namespace)
         args = self._class_flags(request)
         return method_response(
             request.message_id,
@@ -291,8 +429,9 @@ class Repository:
             request.flag("IncludeClassOrigin", False),
         )
 
-    def get_class(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
-        cls = self._classdef(request.param("ClassName"))
+    def get_class(self, call: Call) -> bytes:
+        request = call.request
+        cls = self._classdef(request.param("ClassName"), call.namespace)
         xml = self._cim_class(cls.name, *self._class_flags(request), request.param("PropertyList")).tocimxmlstr()
         xml = xmlwrite.expand_empty(xml)
         return method_response(request.message_id, request.method, [xml])
@@ -300,12 +439,13 @@ class Repository:
     # --- instances ------------------------------------------------------------------------
 
     def _fragments_for(
-        self, snapshot: Snapshot, cls: ClassDef, kind: str, deep: bool, plist: Any, qualifiers: bool, origin: bool
+        self, call: Call, cls: ClassDef, kind: str, deep: bool, plist: Any, qualifiers: bool, origin: bool
     ) -> Rendered:
         """XML fragments of every instance of ``cls`` (and subclasses), memoised per read."""
-        generation, instances = snapshot
+        classes = _provided(cls.name)
+        view = call.view(classes)
         wanted = _property_filter(plist)
-        key = (generation, cls.name, kind, deep, None if wanted is None else tuple(sorted(wanted)), qualifiers, origin)
+        key = (view.number, cls.name, kind, deep, None if wanted is None else tuple(sorted(wanted)), qualifiers, origin)
         cached = self._fragments.get(key)
         if cached is not None:
             return cached
@@ -315,20 +455,17 @@ class Repository:
             cached = self._fragments.get(key)
             if cached is not None:
                 return cached
-            classes = set(self.schema.subclasses(cls.name))
             out = []
-            for number, instance in enumerate(instances):
+            for number, instance in enumerate(view.of(classes)):
                 if number % 64 == 63:
                     checkpoint()
-                if instance.classname not in classes:
-                    continue
-                own = self.schema.get(instance.classname)
+                own = self.schema.classes[instance.classname]
                 shown = cls if not deep else own
                 props = [p for p in shown.properties if wanted is None or p.lower() in wanted]
                 out.append(self._fragment(instance, own, kind, props, qualifiers, origin))
             rendered = Rendered(out)
             with self._state:
-                if generation == self._generation() and rendered.chars <= MAX_FRAGMENT_CACHE:
+                if view.number == self._generation() and rendered.chars <= MAX_FRAGMENT_CACHE:
                     while self._fragments and self._fragment_chars + rendered.chars > MAX_FRAGMENT_CACHE:
                         oldest = next(iter(self._fragments))
                         self._fragment_chars -= self._fragments.pop(oldest).chars
@@ -339,31 +476,33 @@ class Repository:
             self._render.release()
 
     def _generation(self) -> int:
-        return self._cached[1] if self._cached else 0
+        return self._cached.number if self._cached else 0
 
     def _fragment(
         self, instance: CIMObject, cls: ClassDef, kind: str, props: list[str], qualifiers: bool, origin: bool
     ) -> str:
-        if kind == "name":
-            return xmlwrite.instance_name_xml(instance, cls)
         host = instance.server or self.host
+        if kind == "name":
+            return xmlwrite.instance_name_xml(instance, cls, host)
         if kind == "path":
-            return xmlwrite.instance_path_xml(instance, cls, host, NAMESPACE)
-        body = self._instance_body(instance, cls, props, qualifiers, origin)
+            return xmlwrite.instance_path_xml(instance, cls, host)
+        if kind == "objectpath":
+            return f"<OBJECTPATH>{xmlwrite.instance_path_xml(instance, cls, host)}</OBJECTPATH>"
+        body = self._instance_body(instance, cls, props, qualifiers, origin, host)
         if kind == "instance":
             return body
         if kind == "named":
-            return f"<VALUE.NAMEDINSTANCE>{xmlwrite.instance_name_xml(instance, cls)}{body}</VALUE.NAMEDINSTANCE>"
-        path = xmlwrite.instance_path_xml(instance, cls, host, NAMESPACE)
+            return f"<VALUE.NAMEDINSTANCE>{xmlwrite.instance_name_xml(instance, cls, host)}{body}</VALUE.NAMEDINSTANCE>"
+        path = xmlwrite.instance_path_xml(instance, cls, host)
         if kind == "with path":
             return f"<VALUE.INSTANCEWITHPATH>{path}{body}</VALUE.INSTANCEWITHPATH>"
         return f"<VALUE.OBJECTWITHPATH>{path}{body}</VALUE.OBJECTWITHPATH>"
 
     def _instance_body(
-        self, instance: CIMObject, cls: ClassDef, props: list[str], qualifiers: bool, origin: bool
+        self, instance: CIMObject, cls: ClassDef, props: list[str], qualifiers: bool, origin: bool, host: str
     ) -> str:
         if not qualifiers:
-            return xmlwrite.instance_xml(instance, cls, props, origin)
+            return xmlwrite.instance_xml(instance, cls, props, origin, host)
         cim = instance.to_cim_instance(props)  # rare (deprecated option): pywbem writes the qualifiers
         for name, prop in cim.properties.items():
             for level in [cls.name, *self.schema.superclasses(cls.name)]:
@@ -374,6 +513,8 @@ class Repository:
             if origin:
                 prop.class_origin = cls.properties[name].class_origin
                 prop.propagated = cls.properties[name].class_origin != cls.name
+            if prop.type == "reference" and prop.value is not None and prop.value.host is None:
+                prop.value.host = host  # the same INSTANCEPATH as the template writes
         cim.path = None
         return xml_safe(xmlwrite.expand_empty(cim.tocimxmlstr()))  # pywbem writes values raw
 
@@ -385,41 +526,178 @@ class Repository:
             request.flag("IncludeClassOrigin", False),
         )
 
-    def enumerate_instance_names(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
-        cls = self._classdef(request.param("ClassName"))
-        rendered = self._fragments_for(_need(snapshot), cls, "name", True, None, False, False)
+    def enumerate_instance_names(self, call: Call) -> bytes:
+        request = call.request
+        cls = self._classdef(request.param("ClassName"), call.namespace)
+        rendered = self._fragments_for(call, cls, "name", True, None, False, False)
         return method_response(request.message_id, request.method, encoded=rendered.joined())
 
-    def enumerate_instances(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
+    def enumerate_instances(self, call: Call) -> bytes:
         # LocalOnly is deprecated for instances; as DSP0200 1.4 recommends, it is treated as false
-        cls = self._classdef(request.param("ClassName"))
-        rendered = self._fragments_for(_need(snapshot), cls, "named", *self._instance_flags(request))
+        request = call.request
+        cls = self._classdef(request.param("ClassName"), call.namespace)
+        rendered = self._fragments_for(call, cls, "named", *self._instance_flags(request))
         return method_response(request.message_id, request.method, encoded=rendered.joined())
 
-    def get_instance(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
-        name = request.param("InstanceName")
+    def _target(self, name: Any, call: Call, parameter: str) -> ObjectPath:
+        """The instance path ``name`` (a pywbem CIMInstanceName), checked against the schema and
+        resolved: reference keys as canonical text. Key names are matched, never pasted."""
         if name is None or not hasattr(name, "keybindings"):
-            raise CIMError(CIM_ERR_INVALID_PARAMETER, "InstanceName is missing")
-        cls = self._classdef(name.classname, "InstanceName")
+            raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{parameter} is missing or not an instance name")
+        cls = self._classdef(name.classname, call.namespace, parameter)
+        for key, value in name.keybindings.items():
+            prop = cls.properties.get(next((p for p in cls.keys if p.lower() == str(key).lower()), ""))
+            if prop is not None and hasattr(value, "keybindings") and prop.type != "reference":
+                raise CIMError(CIM_ERR_INVALID_PARAMETER, f"key binding {prop.name} is a {prop.type}, not a reference")
         try:
-            path = ObjectPath(cls.name, tuple((_key_name(k), _key_value(k, v)) for k, v in name.keybindings.items()))
-            found = find_instance(path, _need(snapshot)[1])
+            keys = tuple((_key_name(k), _key_value(k, v)) for k, v in name.keybindings.items())
+            return resolve_path(ObjectPath(cls.name, keys))
         except NotFound as exc:
             raise CIMError(CIM_ERR_NOT_FOUND, str(exc)) from None
         except InvalidInput as exc:
             raise CIMError(CIM_ERR_INVALID_PARAMETER, str(exc)) from None
-        own = self.schema.get(found.classname)
+
+    def _find(self, call: Call, path: ObjectPath) -> CIMObject:
+        classes = _provided(path.classname)
+        try:
+            return find_instance(path, call.view(classes).of(classes))
+        except NotFound as exc:
+            raise CIMError(CIM_ERR_NOT_FOUND, str(exc)) from None
+        except InvalidInput as exc:
+            raise CIMError(CIM_ERR_INVALID_PARAMETER, str(exc)) from None
+
+    def get_instance(self, call: Call) -> bytes:
+        request = call.request
+        found = self._find(call, self._target(request.param("InstanceName"), call, "InstanceName"))
+        own = self.schema.classes[found.classname]
         _, plist, qualifiers, origin = self._instance_flags(request)
         wanted = _property_filter(plist)
         props = [p for p in own.properties if wanted is None or p.lower() in wanted]
-        body = self._instance_body(found, own, props, qualifiers, origin)
+        body = self._instance_body(found, own, props, qualifiers, origin, found.server or self.host)
         return method_response(request.message_id, request.method, [body])
+
+    # --- associations ---------------------------------------------------------------------
+
+    def _navigate(self, call: Call, target: ObjectPath, references: bool) -> list[CIMObject]:
+        """The associations that reference ``target`` (references) or the instances at their other
+        ends (associators), filtered by the request's AssocClass, ResultClass, Role, ResultRole."""
+        request = call.request
+        assoc = self._filter_class(request, "AssocClass", call.namespace) if not references else None
+        result = self._filter_class(request, "ResultClass", call.namespace)
+        role = _role(request, "Role")
+        result_role = _role(request, "ResultRole") if not references else None
+        try:
+            associations = navigation.association_classes(target.classname)
+            ends = () if references else navigation.result_classes(target.classname, assoc)
+        except NotFound as exc:
+            raise CIMError(CIM_ERR_INVALID_PARAMETER, str(exc)) from None
+        own = _provided(target.classname)
+        classes = tuple(dict.fromkeys((*own, *associations, *ends)))
+        view = call.view(classes)
+        self._find_in(view, own, target)  # DSP0200: an object that does not exist is CIM_ERR_NOT_FOUND
+        instances = Checked(view.of(tuple(dict.fromkeys((*associations, *ends)))))
+        if references:
+            return navigation.references(target, instances, result_class=result, role=role)
+        return navigation.associators(
+            target, instances, assoc_class=assoc, result_class=result, role=role, result_role=result_role
+        )
+
+    def _find_in(self, view: View, classes: tuple[str, ...], target: ObjectPath) -> CIMObject:
+        try:
+            return find_instance(target, view.of(classes))
+        except NotFound as exc:
+            raise CIMError(CIM_ERR_NOT_FOUND, str(exc)) from None
+
+    def _filter_class(self, request: Request, parameter: str, namespace: str) -> str | None:
+        value = request.param(parameter)
+        if value is None:
+            return None
+        return self._classdef(value, namespace, parameter, CIM_ERR_INVALID_PARAMETER).name
+
+    def associators(self, call: Call) -> bytes:
+        """Associators, AssociatorNames, References and ReferenceNames (DSP0200 5.3.2.4 to 5.3.2.7)."""
+        request = call.request
+        method = request.method.lower()
+        references = method.startswith("reference")
+        names = method.endswith("names")
+        target = request.param("ObjectName")
+        if target is None:
+            raise CIMError(CIM_ERR_INVALID_PARAMETER, "ObjectName is missing")
+        if not hasattr(target, "keybindings"):  # a class name: the class-level variant, from the schema
+            return self._class_associators(call, target, references, names)
+        found = self._navigate(call, self._target(target, call, "ObjectName"), references)
+        if names:
+            items = [self._fragment(i, self.schema.classes[i.classname], "objectpath", [], False, False) for i in found]
+            return method_response(request.message_id, request.method, items)
+        plist, qualifiers, origin = (
+            request.param("PropertyList"),
+            request.flag("IncludeQualifiers", False),
+            request.flag("IncludeClassOrigin", False),
+        )
+        items = self._whole_fragments(found, "object with path", plist, qualifiers, origin)
+        return method_response(request.message_id, request.method, items)
+
+    def _whole_fragments(
+        self, found: list[CIMObject], kind: str, plist: Any, qualifiers: bool, origin: bool
+    ) -> list[str]:
+        """Each instance with the properties of its own class that PropertyList names (all: None)."""
+        wanted = _property_filter(plist)
+        items = []
+        for number, instance in enumerate(found):
+            if number % 64 == 63:
+                checkpoint()
+            own = self.schema.classes[instance.classname]
+            props = [p for p in own.properties if wanted is None or p.lower() in wanted]
+            items.append(self._fragment(instance, own, kind, props, qualifiers, origin))
+        return items
+
+    def _class_associators(self, call: Call, name: Any, references: bool, names: bool) -> bytes:
+        """The class-level variant (ObjectName a class): the association classes that can reference
+        the class, or the classes at their other ends, as the schema says (DSP0200)."""
+        request = call.request
+        cls = self._classdef(name, call.namespace, "ObjectName", CIM_ERR_INVALID_PARAMETER)
+        assoc = self._filter_class(request, "AssocClass", call.namespace) if not references else None
+        result = self._filter_class(request, "ResultClass", call.namespace)
+        role = (_role(request, "Role") or "").lower()
+        result_role = (_role(request, "ResultRole") or "").lower() if not references else ""
+        chain = {cls.name, *self.schema.superclasses(cls.name)}
+        found: dict[str, None] = {}
+        for association in self.schema.namespace_classes(call.namespace):
+            adef = self.schema.classes[association]
+            if not adef.is_association:
+                continue
+            for ref in adef.references:
+                if ref.reference_class not in chain or (role and ref.name.lower() != role):
+                    continue
+                if references:
+                    if result is None or association in self.schema.subclasses(result):
+                        found[association] = None
+                    continue
+                if assoc is not None and association not in self.schema.subclasses(assoc):
+                    continue
+                for other in adef.references:
+                    if other is ref or (result_role and other.name.lower() != result_role) or not other.reference_class:
+                        continue
+                    if result is None or other.reference_class in self.schema.subclasses(result):
+                        found[self.schema.get(other.reference_class).name] = None
+        if names:
+            items = [f"<OBJECTPATH>{xmlwrite.class_path_xml(n, self.host, call.namespace)}</OBJECTPATH>" for n in found]
+        else:
+            flags = (False, request.flag("IncludeQualifiers", False), request.flag("IncludeClassOrigin", False))
+            plist = request.param("PropertyList")
+            items = [
+                f"<VALUE.OBJECTWITHPATH>{xmlwrite.class_path_xml(n, self.host, call.namespace)}"
+                f"{xmlwrite.expand_empty(self._cim_class(n, *flags, plist).tocimxmlstr())}</VALUE.OBJECTWITHPATH>"
+                for n in found
+            ]
+        return method_response(request.message_id, request.method, items)
 
     # --- queries --------------------------------------------------------------------------
 
-    def _query(
-        self, language: Any, query: Any, snapshot: Snapshot | None, user: str = ""
-    ) -> tuple[list[CIMObject], tuple[str, ...], ClassDef]:
+    def _query(self, language: Any, query: Any, call: Call, classes_allowed: bool = True) -> Answer:
+        """Evaluate a WQL query (SELECT, ASSOCIATORS OF, REFERENCES OF) over one read, in a child
+        process when the server has them. ``classes_allowed`` false: ClassDefsOnly and SchemaOnly
+        (which answer classes) are refused before anything is read."""
         if not isinstance(language, str) or language.upper() != "WQL":
             shown = language[:100] if isinstance(language, str) else type(language).__name__
             raise CIMError(CIM_ERR_QUERY_LANGUAGE_NOT_SUPPORTED, f"query language {shown!r}; this server knows WQL")
@@ -427,36 +705,52 @@ class Repository:
             raise CIMError(CIM_ERR_INVALID_PARAMETER, "the query is missing")
         if len(query) > MAX_QUERY_LENGTH:
             raise CIMError(CIM_ERR_INVALID_QUERY, f"the query is longer than {MAX_QUERY_LENGTH} characters")
-        generation, instances = _need(snapshot)
-        if self.queries is not None:  # in a child process, killed if the request is abandoned
-            try:
-                classname, properties, rows = self.queries.run(generation, instances, query, user)
-            except QueryFailed as exc:
-                code = {"invalid": CIM_ERR_INVALID_QUERY, "unsupported": CIM_ERR_NOT_SUPPORTED}.get(exc.kind)
-                raise CIMError(code or CIM_ERR_FAILED, str(exc)) from None
-            return unpack(rows), properties, self.schema.get(classname)
+        plan = _query_plan(query, call.namespace)
+        if plan.answers_classes and not classes_allowed:
+            raise CIMError(
+                CIM_ERR_NOT_SUPPORTED,
+                f"{call.request.method}: ClassDefsOnly and SchemaOnly answer classes, which pulled "
+                "enumerations cannot return (they carry instances): use ExecQuery",
+            )
+        instances: list[CIMObject] | None = None
+        generation: Any = None
+        if not plan.schema_only:  # SchemaOnly is answered from the schema: nothing is read
+            view = call.view(plan.classes)
+            instances = view.of(plan.classes)
+            generation = (view.number, plan.classes)
         try:
-            compiled = compile_query(query)
-        except NotSupported as exc:
-            raise CIMError(CIM_ERR_NOT_SUPPORTED, str(exc)) from None
-        except InvalidInput as exc:
-            raise CIMError(CIM_ERR_INVALID_QUERY, str(exc)) from None
-        except RecursionError:
-            raise CIMError(CIM_ERR_INVALID_QUERY, "the query is nested too deeply") from None
-        result = compiled.run(Checked(instances))  # stops soon if the request is abandoned
-        return list(result), result.properties, self.schema.get(result.classname)
+            if self.queries is not None:  # in a child process, killed if the request is abandoned
+                return self.queries.run(generation, instances, query, call.user)
+            return evaluate(query, Checked(instances or []))  # stops soon if the request is abandoned
+        except QueryFailed as exc:
+            raise CIMError(_QUERY_ERRORS.get(exc.kind, CIM_ERR_FAILED), str(exc)) from None
 
-    def exec_query(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
-        found, props, cls = self._query(request.param("QueryLanguage"), request.param("Query"), snapshot, user)
-        items = self._query_fragments(found, cls, props, "object with path")
+    def exec_query(self, call: Call) -> bytes:
+        """ExecQuery (DSP0200 5.3.2.22): instances with their paths; of ClassDefsOnly and SchemaOnly,
+        classes with theirs (VALUE.OBJECTWITHPATH holding CLASSPATH and CLASS)."""
+        request = call.request
+        answer = self._query(request.param("QueryLanguage"), request.param("Query"), call)
+        if answer.classes is not None:
+            host, namespace = self.host, call.namespace
+            items = [
+                f"<VALUE.OBJECTWITHPATH>{xmlwrite.class_path_xml(n, host, namespace)}"
+                f"{xmlwrite.expand_empty(self._cim_class(n, False, True, False, None).tocimxmlstr())}"
+                "</VALUE.OBJECTWITHPATH>"
+                for n in answer.classes
+            ]
+        else:
+            items = self._query_fragments(answer, "object with path")
         return method_response(request.message_id, request.method, items)
 
-    def _query_fragments(self, found: list[CIMObject], cls: ClassDef, props: tuple[str, ...], kind: str) -> list[str]:
+    def _query_fragments(self, answer: Answer, kind: str) -> list[str]:
         items = []
-        for number, instance in enumerate(found):
+        for number, instance in enumerate(answer.instances):
             if number % 64 == 63:
                 checkpoint()
-            items.append(self._fragment(instance, cls, kind, list(props), False, False))
+            own = self.schema.classes[instance.classname]  # each instance with its own class's properties
+            # KeysOnly: its own keys (a key of another class present is not one of its)
+            props = list(own.keys) if answer.keys_only else [p for p in answer.properties if p in own.properties]
+            items.append(self._fragment(instance, own, kind, props, False, False))
         return items
 
     # --- pull operations ------------------------------------------------------------------
@@ -515,29 +809,47 @@ class Repository:
                 f"{self.context_chars >> 20} MiB); close some with CloseEnumeration or pull them to the end",
             )
 
-    def open_enumerate_instances(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
+    def open_enumerate_instances(self, call: Call) -> bytes:
+        request = call.request
         timeout, count = self._open_checks(request)
-        cls = self._classdef(request.param("ClassName"))
+        cls = self._classdef(request.param("ClassName"), call.namespace)
         deep, plist, _, origin = self._instance_flags(request)
-        rendered = self._fragments_for(_need(snapshot), cls, "with path", deep, plist, False, origin)
-        return self._open(request, user, "pullinstanceswithpath", rendered.items, timeout, count)
+        rendered = self._fragments_for(call, cls, "with path", deep, plist, False, origin)
+        return self._open(request, call.user, "pullinstanceswithpath", rendered.items, timeout, count)
 
-    def open_enumerate_instance_paths(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
+    def open_enumerate_instance_paths(self, call: Call) -> bytes:
+        request = call.request
         timeout, count = self._open_checks(request)
-        cls = self._classdef(request.param("ClassName"))
-        rendered = self._fragments_for(_need(snapshot), cls, "path", True, None, False, False)
-        return self._open(request, user, "pullinstancepaths", rendered.items, timeout, count)
+        cls = self._classdef(request.param("ClassName"), call.namespace)
+        rendered = self._fragments_for(call, cls, "path", True, None, False, False)
+        return self._open(request, call.user, "pullinstancepaths", rendered.items, timeout, count)
 
-    def open_query_instances(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
+    def open_query_instances(self, call: Call) -> bytes:
+        request = call.request
         if request.flag("ReturnQueryResultClass", False):
             raise CIMError(CIM_ERR_NOT_SUPPORTED, "ReturnQueryResultClass is not supported")
         # the query comes in FilterQuery, which _open_checks refuses for the other Open operations
         language = request.params.pop("filterquerylanguage", None)
         query = request.params.pop("filterquery", None)
         timeout, count = self._open_checks(request)
-        found, props, cls = self._query(language, query, snapshot, user)
-        items = self._query_fragments(found, cls, props, "instance")
-        return self._open(request, user, "pullinstances", items, timeout, count)
+        answer = self._query(language, query, call, classes_allowed=False)
+        items = self._query_fragments(answer, "instance")
+        return self._open(request, call.user, "pullinstances", items, timeout, count)
+
+    def open_associators(self, call: Call) -> bytes:
+        """OpenAssociatorInstances, OpenAssociatorInstancePaths, OpenReferenceInstances and
+        OpenReferenceInstancePaths (DSP0200 5.3.2.13 to 5.3.2.16); InstanceName must name an instance."""
+        request = call.request
+        method = request.method.lower()
+        timeout, count = self._open_checks(request)
+        target = self._target(request.param("InstanceName"), call, "InstanceName")
+        found = self._navigate(call, target, method.startswith("openreference"))
+        if method.endswith("paths"):
+            items = [self._fragment(i, self.schema.classes[i.classname], "path", [], False, False) for i in found]
+            return self._open(request, call.user, "pullinstancepaths", items, timeout, count)
+        origin = request.flag("IncludeClassOrigin", False)
+        items = self._whole_fragments(found, "with path", request.param("PropertyList"), False, origin)
+        return self._open(request, call.user, "pullinstanceswithpath", items, timeout, count)
 
     def _context(self, request: Request, user: str) -> tuple[str, Context]:
         """The open enumeration the request names (with the lock held)."""
@@ -548,7 +860,8 @@ class Repository:
             raise CIMError(CIM_ERR_INVALID_ENUMERATION_CONTEXT, "no such enumeration (closed, finished or expired)")
         return token, context
 
-    def pull(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
+    def pull(self, call: Call) -> bytes:
+        request, user = call.request, call.user
         count = _max_object_count(request, None)
         with self._state:
             token, context = self._context(request, user)
@@ -569,9 +882,10 @@ class Repository:
                 self.contexts.pop(token, None)
         return response
 
-    def close_enumeration(self, request: Request, user: str, snapshot: Snapshot | None) -> bytes:
+    def close_enumeration(self, call: Call) -> bytes:
+        request = call.request
         with self._state:
-            token, _ = self._context(request, user)
+            token, _ = self._context(request, call.user)
             del self.contexts[token]
         return method_response(request.message_id, request.method, None)
 
@@ -585,12 +899,6 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a shared read's failure as seen (its waiters may all have timed out)."""
     if not future.cancelled():
         future.exception()
-
-
-def _need(snapshot: Snapshot | None) -> Snapshot:
-    if snapshot is None:  # pragma: no cover - the dispatcher reads the instances for these operations
-        raise CIMError(CIM_ERR_FAILED, "internal error (no instances)")
-    return snapshot
 
 
 def _max_object_count(request: Request, default: int | None) -> int:
@@ -620,11 +928,121 @@ def _key_name(name: Any) -> str:
     return name
 
 
-def _key_value(name: str, value: Any) -> str | int | bool:
+def _key_value(name: str, value: Any, depth: int = 0) -> str | int | bool:
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int):
         return int(value)
     if value is None or isinstance(value, float):
         raise CIMError(CIM_ERR_INVALID_PARAMETER, f"key binding {name} has no usable value")
-    return str(value)  # a datetime or reference, compared as its text
+    if hasattr(value, "keybindings"):  # a reference key: the path it names, as WMI path text
+        return _reference_text(name, value, depth)
+    return str(value)  # a datetime, compared as its text
+
+
+def _reference_text(name: str, value: Any, depth: int) -> str:
+    """The relative WMI path text of a reference key's value (a pywbem CIMInstanceName): class and
+    key names checked as identifiers, values quoted by format_path, so nothing is pasted as text."""
+    if depth >= 2:
+        raise CIMError(CIM_ERR_INVALID_PARAMETER, f"key binding {name}: references nest too deep")
+    classname = value.classname
+    if not isinstance(classname, str) or not _IDENTIFIER.fullmatch(classname):
+        raise CIMError(CIM_ERR_INVALID_PARAMETER, f"key binding {name} names no class")
+    if value.namespace is not None and namespace_name(str(value.namespace)) is None:
+        raise CIMError(
+            CIM_ERR_NOT_FOUND, f"key binding {name} names namespace {str(value.namespace)[:200]!r}, not served here"
+        )
+    keys = tuple((_key_name(k), _key_value(k, v, depth + 1)) for k, v in value.keybindings.items())
+    namespace = None if value.namespace is None else str(value.namespace)  # checked against the class's own later
+    try:
+        return format_path(ObjectPath(classname, keys, namespace=namespace))
+    except InvalidInput as exc:
+        raise CIMError(CIM_ERR_INVALID_PARAMETER, f"key binding {name}: {exc}") from None
+
+
+def _provided(classname: str) -> tuple[str, ...]:
+    """The classes with a provider among ``classname`` and its subclasses (none: no instances)."""
+    schema = load_schema()
+    return tuple(name for name in schema.subclasses(classname) if name in PROVIDERS)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a query needs before it is evaluated: the classes whose instances it is evaluated over
+    (from one read), and whether it answers classes rather than instances."""
+
+    classes: tuple[str, ...] = ()
+    schema_only: bool = False  # nothing to read
+    answers_classes: bool = False  # ClassDefsOnly or SchemaOnly
+
+
+_QUERY_ERRORS = {"invalid": CIM_ERR_INVALID_QUERY, "unsupported": CIM_ERR_NOT_SUPPORTED, "notfound": CIM_ERR_NOT_FOUND}
+
+
+def _query_plan(query: str, namespace: str) -> _Plan:
+    """The classes a query is evaluated over. SELECT: the FROM class and its subclasses (parsed
+    here only to know what to read; errors are reported by the evaluation), else every class of
+    the namespace with a provider. ASSOCIATORS OF and REFERENCES OF: compiled here (a parse and
+    an object path checked against the schema, bounded like the parse) for the classes they need
+    from one snapshot (:attr:`CompiledAssociation.classes`); their errors are reported at once.
+    A class of the other namespace is refused as one that does not exist (CIM_ERR_INVALID_QUERY)."""
+    from ..wql.parser import AssociationQuery, parse
+
+    try:
+        parsed = parse(query)
+    except (ServerSessionError, RecursionError):
+        return _Plan()
+    schema = load_schema()
+    if isinstance(parsed, AssociationQuery):
+        try:
+            compiled = compile_wql(query)
+        except NotFound as exc:
+            raise CIMError(CIM_ERR_NOT_FOUND, str(exc)) from None
+        except InvalidInput as exc:
+            raise CIMError(CIM_ERR_INVALID_QUERY, str(exc)) from None
+        except RecursionError:
+            raise CIMError(CIM_ERR_INVALID_QUERY, "the query is nested too deeply") from None
+        assert isinstance(compiled, CompiledAssociation)
+        for name in (compiled.target.classname, compiled.assoc_class, compiled.result_class):
+            _in_namespace(name, namespace)
+        return _Plan(
+            compiled.classes,
+            schema_only=compiled.schema_only,
+            answers_classes=compiled.schema_only or compiled.class_defs_only,
+        )
+    classname = getattr(parsed, "classname", None)
+    if isinstance(classname, str):
+        try:
+            _in_namespace(schema.get(classname).name, namespace)
+        except NotFound:  # reported by the evaluation, with its position
+            return _Plan()
+        return _Plan(_provided(classname))
+    return _Plan(tuple(name for name in schema.namespace_classes(namespace) if name in PROVIDERS))
+
+
+def _in_namespace(classname: str | None, namespace: str) -> None:
+    """CIM_ERR_INVALID_QUERY if a query names a class of the other namespace (as one that does not exist)."""
+    if classname is None:
+        return
+    cls = load_schema().get(classname)
+    if cls.namespace != namespace:
+        raise CIMError(CIM_ERR_INVALID_QUERY, f"no class {cls.name} in {namespace} (it is in {cls.namespace})")
+
+
+def _role(request: Request, parameter: str) -> str | None:
+    value = request.param(parameter)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{parameter} must be a property name")
+    return value
+
+
+def _member_flags(member: Any, classname: str, origin: bool, qualifiers: bool) -> None:
+    if member.class_origin is None:
+        member.class_origin = classname
+    if not origin:
+        member.class_origin = None
+        member.propagated = None
+    if not qualifiers:
+        member.qualifiers = {}

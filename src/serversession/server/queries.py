@@ -4,7 +4,11 @@ A worker thread cannot be stopped, and one long call into C that keeps the GIL (
 regular expression did) stalls every thread of the process, the event loop included. So the
 server evaluates queries in a few child processes (forked from a fork server, cheap to replace):
 the thread that waits for the answer polls, and when its request is abandoned (timed out, client
-gone) it kills the child. Each child keeps the instances of the latest read, sent once per read.
+gone) it kills the child. Each child keeps the instances it was last sent (one read, the classes
+a query is over), sent again only for another read or other classes.
+
+Data queries (SELECT) and association queries (``ASSOCIATORS OF``, ``REFERENCES OF``) are both
+evaluated there (:func:`evaluate`); ``SchemaOnly`` needs no instances and is sent none.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import multiprocessing
 import multiprocessing.connection
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from ..model import CIMObject
@@ -27,11 +32,24 @@ Rows = list[tuple[str, tuple[Any, ...]]]  # (class name, field values) per insta
 
 
 class QueryFailed(Exception):
-    """The query is invalid (``kind`` "invalid"), not supported ("unsupported") or its evaluation failed."""
+    """The query is invalid (``kind`` "invalid"), not supported ("unsupported"), names no instance
+    ("notfound") or its evaluation failed ("failed")."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+@dataclasses.dataclass
+class Answer:
+    """What a query gave: instances (with the class named by ``classname``, the properties
+    returned, and whether only keys were) or, for ClassDefsOnly and SchemaOnly, class names."""
+
+    classname: str = ""
+    properties: tuple[str, ...] = ()
+    instances: list[CIMObject] = dataclasses.field(default_factory=list)
+    keys_only: bool = False
+    classes: list[str] | None = None  # ClassDefsOnly, SchemaOnly: the classes, not instances
 
 
 def _pack(instances: list[CIMObject]) -> Rows:
@@ -44,12 +62,32 @@ def unpack(rows: Rows) -> list[CIMObject]:
     return [instance_class(name)(*values) for name, values in rows]
 
 
-def _child(conn: multiprocessing.connection.Connection) -> None:  # pragma: no cover - runs in the child
-    """Answer (generation, rows or None, query) with ("ok", classname, properties, rows) or an error."""
-    import resource
+def evaluate(query: str, instances: Iterable[CIMObject]) -> Answer:
+    """Answer the WQL ``query`` over ``instances``: a SELECT, or ASSOCIATORS OF / REFERENCES OF
+    (whose instances must come from one snapshot). QueryFailed for what cannot be answered."""
+    from ..errors import InvalidInput, NotFound
+    from ..wql import ClassDefsResult, NotSupported, compile_wql
 
-    from ..errors import InvalidInput
-    from ..wql import NotSupported, compile_query
+    try:
+        result = compile_wql(query).run(instances)
+    except NotSupported as exc:
+        raise QueryFailed("unsupported", str(exc)) from None
+    except InvalidInput as exc:
+        raise QueryFailed("invalid", str(exc)) from None
+    except NotFound as exc:
+        raise QueryFailed("notfound", str(exc)) from None
+    except RecursionError:
+        raise QueryFailed("invalid", "the query is nested too deeply") from None
+    except MemoryError:
+        raise QueryFailed("failed", "the query needs too much memory") from None
+    if isinstance(result, ClassDefsResult):
+        return Answer(classes=result.names)
+    return Answer(result.classname, result.properties, list(result), getattr(result, "keys_only", False))
+
+
+def _child(conn: multiprocessing.connection.Connection) -> None:  # pragma: no cover - runs in the child
+    """Answer (rows or None, query) with ("ok", Answer with its instances packed) or (kind, message)."""
+    import resource
 
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, resource.getrlimit(resource.RLIMIT_AS)[1]))
@@ -62,14 +100,12 @@ def _child(conn: multiprocessing.connection.Connection) -> None:  # pragma: no c
         if rows is not None:
             instances = unpack(rows)
         try:
-            result = compile_query(query).run(instances)
-            reply: tuple[Any, ...] = ("ok", result.classname, result.properties, _pack(list(result)))
-        except NotSupported as exc:
-            reply = ("unsupported", str(exc))
-        except InvalidInput as exc:
-            reply = ("invalid", str(exc))
-        except RecursionError:
-            reply = ("invalid", "the query is nested too deeply")
+            answer = evaluate(query, instances)
+            reply: tuple[Any, ...] = (
+                "ok", answer.classname, answer.properties, _pack(answer.instances), answer.keys_only, answer.classes
+            )  # fmt: skip
+        except QueryFailed as exc:
+            reply = (exc.kind, str(exc))
         except MemoryError:
             reply = ("failed", "the query needs too much memory")
         except Exception as exc:
@@ -83,7 +119,7 @@ class _Child:
         self.process = context.Process(target=_child, args=(theirs,), name="serversession-query", daemon=True)
         self.process.start()
         theirs.close()
-        self.generation: int | None = None
+        self.generation: Any = None
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -126,10 +162,12 @@ class QueryRunner:
                 del self._running[user]
             self._turns.notify_all()
 
-    def run(
-        self, generation: int, instances: list[CIMObject], query: str, user: str = ""
-    ) -> tuple[str, tuple[str, ...], Rows]:
-        """Evaluate ``query`` over ``instances`` for ``user``: (class name, properties, rows), or QueryFailed."""
+    def run(self, generation: Any, instances: list[CIMObject] | None, query: str, user: str = "") -> Answer:
+        """Evaluate ``query`` over ``instances`` for ``user``: an :class:`Answer`, or QueryFailed.
+
+        ``generation`` names ``instances`` (a read and the classes taken from it): a child that
+        holds them already is not sent them again. ``instances`` None: the query needs none
+        (SchemaOnly); the child keeps those it holds."""
         self._acquire(user)
         try:
             with self._lock:
@@ -137,9 +175,10 @@ class QueryRunner:
             if child is None:
                 child = _Child(self._context)
             try:
-                fresh = child.generation != generation
-                child.conn.send((_pack(instances) if fresh else None, query))
-                child.generation = generation
+                fresh = instances is not None and child.generation != generation
+                child.conn.send((_pack(instances) if fresh and instances is not None else None, query))
+                if instances is not None:
+                    child.generation = generation
                 while not child.conn.poll(POLL):
                     checkpoint()
                     if not child.process.is_alive():
@@ -160,7 +199,8 @@ class QueryRunner:
             self._release(user)
         if reply[0] != "ok":
             raise QueryFailed(reply[0], reply[1])
-        return reply[1], reply[2], reply[3]
+        _, classname, properties, rows, keys_only, classes = reply
+        return Answer(classname, properties, unpack(rows), keys_only, classes)
 
     def warm(self) -> None:
         """Start the fork server and one child now, so that the first query does not wait for them."""

@@ -111,13 +111,7 @@ def call_with_timeout(function: Callable[[], T], timeout: float, what: str) -> T
 
 def read_sessions(source: Source, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
     """All session records of ``source``, bounded in time."""
-    limit = source.time_limit(timeout) if hasattr(source, "time_limit") else timeout  # several hosts: in waves
-    try:
-        return call_with_timeout(lambda: source.sessions(timeout), limit + GRACE, source.description)
-    except SourceTimeout as exc:
-        if str(exc).startswith(source.description):  # the guard's own message: say the time-out asked for
-            raise SourceTimeout(f"{source.description} did not answer within {timeout:g} s") from None
-        raise
+    return _bounded(source, lambda: source.sessions(timeout), timeout)
 
 
 def read_snapshot(source: Source, timeout: float = DEFAULT_TIMEOUT, parts: frozenset[str] = frozenset()) -> Snapshot:
@@ -126,9 +120,16 @@ def read_snapshot(source: Source, timeout: float = DEFAULT_TIMEOUT, parts: froze
     read = getattr(source, "snapshot", None)
     if read is None or not parts:
         return Snapshot(tuple(read_sessions(source, timeout)), time.time())
+    return _bounded(source, lambda: read(timeout, parts), timeout)
+
+
+def _bounded(source: Source, function: Callable[[], T], timeout: float) -> T:
+    """``function()`` (a read of ``source``), given up after ``timeout`` (several hosts: the
+    source's own limit, as it asks them in waves) and a grace period."""
+    limit = source.time_limit(timeout) if hasattr(source, "time_limit") else timeout
     try:
-        return call_with_timeout(lambda: read(timeout, parts), timeout + GRACE, source.description)
+        return call_with_timeout(function, limit + GRACE, source.description)
     except SourceTimeout as exc:
-        if str(exc).startswith(source.description):
+        if str(exc).startswith(source.description):  # the guard's own message: say the time-out asked for
             raise SourceTimeout(f"{source.description} did not answer within {timeout:g} s") from None
         raise

@@ -6,6 +6,8 @@ CPU, forked.py), each with its own pool: the CPU work of a read (impacket's NTLM
 on every core instead of behind one GIL, and a child still reading at the time limit is killed.
 A host that fails does not lose the others' sessions: its error is kept in
 :attr:`MultiSource.failures` and logged; only when every host fails is the read an error.
+A snapshot (:meth:`MultiSource.snapshot`) is each host's snapshot, its parts concatenated; every
+record names its host in ``server``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import ServerSessionError, SourceTimeout, SourceUnavailable
 from . import forked
-from .base import DEFAULT_TIMEOUT, SessionRecord, Source
+from .base import CONNECTIONS, DEFAULT_TIMEOUT, OPENS, SHARES, SessionRecord, Snapshot, Source
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +72,40 @@ class MultiSource:
 
     def sessions(self, timeout: float = DEFAULT_TIMEOUT) -> list[SessionRecord]:
         """Every host's sessions; raise only if every host failed (the one error, if one host)."""
+        return [record for _, outcome in self._outcomes(timeout, None) for record in outcome]  # type: ignore[attr-defined]
+
+    def snapshot(self, timeout: float = DEFAULT_TIMEOUT, parts: frozenset[str] = frozenset()) -> Snapshot:
+        """One snapshot of every host: sessions and ``parts`` concatenated, each record's ``server``
+        its host. A part is None only if no host that answered could give it (each such host has
+        said why in a warning); a host that failed is a failure, as for :meth:`sessions`."""
+        answered = self._outcomes(timeout, parts)
+        sessions: list[SessionRecord] = []
+        found: dict[str, list[Any] | None] = {part: None for part in (CONNECTIONS, SHARES, OPENS)}
+        for name, snapshot in answered:
+            sessions.extend(_named(snapshot.sessions, name))
+            for part in found:
+                records = getattr(snapshot, part)
+                if records is not None:
+                    found[part] = [*(found[part] or []), *_named(records, name)]
+
+        def part(name: str) -> tuple[Any, ...] | None:
+            records = found[name]
+            return None if records is None or name not in parts else tuple(records)
+
+        return Snapshot(tuple(sessions), time.time(), part(CONNECTIONS), part(SHARES), part(OPENS))
+
+    def _outcomes(self, timeout: float, parts: frozenset[str] | None) -> list[tuple[str, Any]]:
+        """(host, what it answered) of every host that answered, in the order of the hosts;
+        the others are in :attr:`failures`. Raise if every host failed (the one error, if one host)."""
         names = list(self.sources)
-        outcomes = self._read_all(names, timeout)
-        records: list[SessionRecord] = []
+        outcomes = self._read_all(names, timeout, parts)
+        answered: list[tuple[str, Any]] = []
         failures: list[HostFailure] = []
+        expected = list if parts is None else Snapshot
         for name in names:
             outcome = outcomes.get(name)
-            if isinstance(outcome, list):
-                records.extend(outcome)
+            if isinstance(outcome, expected):
+                answered.append((name, outcome))
                 continue
             if not isinstance(outcome, ServerSessionError):
                 outcome = SourceTimeout(f"{name}: did not answer within {timeout:g} s")
@@ -88,15 +117,17 @@ class MultiSource:
             log.error("%s", failure.error)
         if len(failures) == len(names):
             raise SourceUnavailable(f"all {len(names)} hosts failed")
-        return records
+        return answered
 
-    def _read_all(self, names: Sequence[str], timeout: float) -> dict[str, object]:
-        """name -> list of records or the exception raised; hosts not read in time are absent."""
+    def _read_all(self, names: Sequence[str], timeout: float, parts: frozenset[str] | None = None) -> dict[str, object]:
+        """name -> list of sessions (``parts`` None) or Snapshot, or the exception raised; hosts
+        not read in time are absent."""
         groups, per_process = self._plan(names)
         if self.processes == 1:
-            return self._read_in_threads(names, per_process, timeout)
+            return self._read_in_threads(names, per_process, timeout, parts)
         children = [
-            forked.start(lambda group=group: self._read_in_threads(group, per_process, timeout)) for group in groups
+            forked.start(lambda group=group: self._read_in_threads(group, per_process, timeout, parts))
+            for group in groups
         ]
         outcomes: dict[str, object] = {}
         answers = forked.finish(children, time.monotonic() + self.time_limit(timeout))
@@ -109,7 +140,9 @@ class MultiSource:
                     outcomes[name] = SourceUnavailable(f"{name}: the process reading it failed: {reason}")
         return outcomes
 
-    def _read_in_threads(self, names: Sequence[str], workers: int, timeout: float) -> dict[str, object]:
+    def _read_in_threads(
+        self, names: Sequence[str], workers: int, timeout: float, parts: frozenset[str] | None = None
+    ) -> dict[str, object]:
         """Read ``names`` in ``workers`` daemon threads; hosts still running at the time limit are absent."""
         jobs: queue.SimpleQueue[str] = queue.SimpleQueue()
         for name in names:
@@ -124,7 +157,7 @@ class MultiSource:
                 except queue.Empty:
                     return
                 try:
-                    outcomes[name] = self.sources[name].sessions(timeout)
+                    outcomes[name] = _read_host(self.sources[name], timeout, parts)
                 except ServerSessionError as exc:  # kept per host, reported by sessions()
                     outcomes[name] = exc
                 except Exception as exc:  # made plain, so it can travel from a child process
@@ -138,3 +171,22 @@ class MultiSource:
             if not finished.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 break
         return dict(outcomes)
+
+
+def _read_host(source: Source, timeout: float, parts: frozenset[str] | None) -> object:
+    """A host's sessions (``parts`` None), else its snapshot; a source that reads no parts
+    gives a snapshot of its sessions alone."""
+    if parts is None:
+        return source.sessions(timeout)
+    read = getattr(source, "snapshot", None)
+    if read is None:
+        return Snapshot(tuple(source.sessions(timeout)), time.time())
+    snapshot = read(timeout, parts)
+    if not isinstance(snapshot, Snapshot):
+        raise TypeError(f"snapshot() gave {type(snapshot).__name__}, not a Snapshot")
+    return snapshot
+
+
+def _named(records: Sequence[Any], name: str) -> list[Any]:
+    """``records`` with ``server`` = ``name`` where the source left it None."""
+    return [record if record.server is not None else replace(record, server=name) for record in records]

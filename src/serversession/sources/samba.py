@@ -13,6 +13,7 @@ import glob
 import logging
 import math
 import os
+import socket
 import sys
 import sysconfig
 import time
@@ -25,7 +26,18 @@ from ..errors import SourceDataError, SourceTimeout, SourceUnavailable
 from ..files import check_regular_file, read_bytes
 from . import forked, samba_tdb, smbd_connections, tcp_idle
 from . import samba_records as records
-from .base import CONNECTIONS, DEFAULT_TIMEOUT, SESS_GUEST, ConnectionRecord, SessionRecord, Snapshot
+from .base import (
+    CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    OPENS,
+    SESS_GUEST,
+    SHARES,
+    ConnectionRecord,
+    OpenRecord,
+    SessionRecord,
+    ShareRecord,
+    Snapshot,
+)
 
 SAMBA_PYTHON_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3/site-packages")
 log = logging.getLogger(__name__)
@@ -44,6 +56,24 @@ DIALECTS = {
     0x0310: "SMB3_10",
     0x0311: "SMB3_11",
 }
+#: MSFT_SmbSession.Dialect: the dialect revision dotted, trailing zeros dropped; SMB1 (NT1) is "1.5"
+SMB_DIALECTS = {
+    0x0000: "1.5",
+    0x0202: "2.0.2",
+    0x0210: "2.1",
+    0x0222: "2.2.2",
+    0x0224: "2.2.4",
+    0x0300: "3.0",
+    0x0302: "3.0.2",
+    0x0310: "3.1",
+    0x0311: "3.1.1",
+}
+# MS-SRVS share types (Samba's srvsvc get_share_type)
+STYPE_DISKTREE, STYPE_PRINTQ, STYPE_IPC, STYPE_SPECIAL = 0, 1, 3, 0x80000000
+IPC_SHARE = "IPC$"
+# smbXsrv encryption and signing flags as Samba's smbXsrv_is_encrypted/_is_signed read them
+ENCRYPTION_REQUIRED, ENCRYPTION_DESIRED, PROCESSED_ENCRYPTED, PROCESSED_UNENCRYPTED = 1, 2, 4, 8
+PROCESSED_SIGNED, PROCESSED_UNSIGNED = 2, 4
 
 
 def _import_bindings() -> tuple[Any, Any, Any, Any]:
@@ -93,6 +123,46 @@ class SambaConfig:
     samba_version: str
     share_paths: tuple[str, ...] = ()  # the disk shares' paths, for the open-file cross-check
     own_directories: tuple[str, ...] = ()  # Samba's own directories (lock, state, log ...)
+    shares: tuple[ShareConfig, ...] | None = None  # the services, when asked for (load_config's ``shares``)
+    server_string: str = ""
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    """One service of smb.conf as Samba's parser loaded it (values as written: not substituted)."""
+
+    name: str
+    path: str
+    comment: str
+    max_connections: int
+    printable: bool
+    ipc: bool  # fstype = IPC
+    administrative: bool  # administrative share
+    available: bool
+
+
+def _share_configs(lp: Any) -> tuple[ShareConfig, ...]:
+    shares = []
+    for name in lp.services():
+        if not isinstance(name, str) or name.lower() == "global":
+            continue
+
+        def get(parameter: str, service: str = name) -> Any:
+            return lp.get(parameter, service)
+
+        shares.append(
+            ShareConfig(
+                name=name,
+                path=get("path") or "",
+                comment=get("comment") or "",
+                max_connections=int(get("max connections") or 0),
+                printable=bool(get("printable")),
+                ipc=str(get("fstype") or "").lower() == "ipc",
+                administrative=bool(get("administrative share")),
+                available=bool(get("available")),
+            )
+        )
+    return tuple(shares)
 
 
 CONFIG_TIME_LIMIT = 10.0  # seconds Samba's parser may take; a real smb.conf takes milliseconds
@@ -101,7 +171,7 @@ IN_PROCESS_BYTES = 32 << 10  # smb.conf and includes this small, all followed, a
 MAX_INCLUDE_DEPTH = 16
 
 
-def load_config(path: str | None, param: Any, timeout: float = CONFIG_TIME_LIMIT) -> SambaConfig:
+def load_config(path: str | None, param: Any, timeout: float = CONFIG_TIME_LIMIT, shares: bool = False) -> SambaConfig:
     """Read smb.conf with Samba's own parser (includes, defaults and synonyms as smbd sees them).
 
     Samba's parser waits forever on a FIFO (holding Python's lock: no thread can time it out,
@@ -113,7 +183,7 @@ def load_config(path: str | None, param: Any, timeout: float = CONFIG_TIME_LIMIT
     2-3 ms of every ``list``); otherwise (larger files, includes with %-substitutions, which
     the check cannot follow) in a forked child that is killed after ``timeout`` seconds (and
     ends itself a second later if this process is gone by then) and may not grow by more than
-    CONFIG_MEMORY_LIMIT bytes.
+    CONFIG_MEMORY_LIMIT bytes. With ``shares``, also each service's settings (SambaConfig.shares).
     """
     path = path or param.default_path()
     check_regular_file(path, "smb.conf")
@@ -135,6 +205,8 @@ def load_config(path: str | None, param: Any, timeout: float = CONFIG_TIME_LIMIT
             samba_version=samba_version,
             share_paths=tuple(smbd_connections.share_paths(lp)),
             own_directories=tuple(smbd_connections.own_directories(lp)),
+            shares=_share_configs(lp) if shares else None,
+            server_string=(lp.get("server string") or "") if shares else "",
         )
 
     if (followed and size <= IN_PROCESS_BYTES) or not forked.AVAILABLE:
@@ -293,10 +365,13 @@ class SambaSource:
         return list(self.snapshot(timeout).sessions)
 
     def snapshot(self, timeout: float = DEFAULT_TIMEOUT, parts: frozenset[str] = frozenset()) -> Snapshot:
-        """Sessions, and the tree connects if ``parts`` holds CONNECTIONS, from one read."""
+        """Sessions, and the tree connects (CONNECTIONS), shares (SHARES) and open handles (OPENS)
+        that ``parts`` asks for, from one read: every database in one ``read_databases`` call."""
         self.warnings = []
         tdb, param, ndr, auth = _import_bindings()
-        config = load_config(self.smb_conf, param)
+        want_opens = OPENS in parts
+        want_tcons = bool(parts & {CONNECTIONS, SHARES, OPENS})  # shares: those only tree connects name
+        config = load_config(self.smb_conf, param, shares=SHARES in parts or want_opens)
         self.description = f"Samba ({config.path})"
         main_pid = smbd_pid(config)
         layout = records.layout_for_version(config.samba_version)
@@ -307,13 +382,19 @@ class SambaSource:
         lock = config.lock_directory
         session_path = os.path.join(lock, "smbXsrv_session_global.tdb")
         open_path = os.path.join(lock, "smbXsrv_open_global.tdb")
-        paths = [session_path, open_path]
-        if CONNECTIONS in parts:
+        # Opens are read right after the tree connects and right before their share modes and
+        # locks: what changes between two databases' reads is then the least.
+        paths = [session_path]
+        if want_tcons:
             paths.append(os.path.join(lock, "smbXsrv_tcon_global.tdb"))
+        paths.append(open_path)
+        if want_opens:
+            paths += [os.path.join(lock, "locking.tdb"), os.path.join(lock, "brlock.tdb")]
         processes = smbd_connections.smbd_processes(main_pid, config.share_paths, config.own_directories)
-        session_blobs, open_blobs, *tcon_blobs = samba_tdb.read_databases(
-            tdb, paths, timeout, self.description, skip_key_size=REPLAY_CACHE_KEY_SIZE
-        )
+        blobs = samba_tdb.read_databases(tdb, paths, timeout, self.description, skip_key_size=REPLAY_CACHE_KEY_SIZE)
+        session_blobs = blobs[0]
+        tcon_blobs = blobs[1] if want_tcons else None
+        open_blobs = blobs[2 if want_tcons else 1]
         now = time.time()
         # A release that was not run in the version matrix is trusted only while every one of
         # its records passes the strict checks; otherwise smbstatus reads it (see _fall_back).
@@ -321,7 +402,7 @@ class SambaSource:
         try:
             sessions = self._decode_sessions(session_blobs, layout, ndr, auth, config, strict)
             opens = self._decode_opens(open_blobs, layout, strict)
-            tcons = self._decode_tcons(tcon_blobs[0], layout, config, strict) if tcon_blobs else None
+            tcons = self._decode_tcons(tcon_blobs, layout, config, strict) if tcon_blobs is not None else None
         except records.RecordFormatError as exc:
             return Snapshot(tuple(self._fall_back(config, layout, exc, timeout)), time.time())
         ports = {_endpoint(ch.local_address)[1] for s, _ in sessions for ch in s.channels}
@@ -340,7 +421,13 @@ class SambaSource:
 
         self._cross_check(main_pid, processes, ports, sockets, sessions, channels_now)
         found = self._records(sessions, opens, idle, config, now)
-        return Snapshot(tuple(found), now, None if tcons is None else _connections(tcons, sessions))
+        connections = _connections(tcons, sessions) if tcons is not None and CONNECTIONS in parts else None
+        shares = self._shares(config, tcons) if SHARES in parts else None
+        handles = None
+        if want_opens and opens is not None:
+            modes, complete, locks = self._decode_locking(blobs[-2], blobs[-1], config)
+            handles = self._open_records(sessions, opens, tcons, modes, complete, locks, config)
+        return Snapshot(tuple(found), now, connections, shares, handles)
 
     def _cross_check(
         self,
@@ -527,9 +614,195 @@ class SambaSource:
                     status="Degraded" if expired else "OK",
                     client_address=remote,
                     detail=f"smbd pid {first.server_pid}",
+                    wire_id=session.session_wire_id,
+                    dialect=SMB_DIALECTS.get(session.connection_dialect),
                 )
             )
         return out
+
+    def _decode_locking(
+        self, locking_blobs: list[bytes], brlock_blobs: list[bytes], config: SambaConfig
+    ) -> tuple[list[records.ShareModeRecord], bool, list[records.ByteRangeLock] | None]:
+        """The share-mode records that decode, whether that is all of them (if not, an open without
+        one proves nothing), and the byte-range locks (None: some did not decode, no count is known)."""
+        layout = records.locking_layout_for_version(config.samba_version)
+        if layout is None:
+            return [], False, None
+        modes: list[records.ShareModeRecord] = []
+        failures_modes = 0
+        for value in locking_blobs:
+            try:
+                record = records.decode_share_modes(value, layout)
+            except records.RecordFormatError as exc:
+                failures_modes, last_error = failures_modes + 1, exc
+                continue
+            if record is not None:
+                modes.append(record)
+        if failures_modes:
+            self._warn(
+                f"{failures_modes} of {len(locking_blobs)} share-mode records (locking.tdb) of Samba {config.samba_version} "
+                f"could not be decoded ({last_error}): the paths and access masks of their opens are unknown"
+            )
+        locks: list[records.ByteRangeLock] = []
+        failures = 0
+        for value in brlock_blobs:
+            try:
+                locks.extend(records.decode_brlocks(value, layout))
+            except records.RecordFormatError as exc:
+                failures, last_error = failures + 1, exc
+        if failures:
+            self._warn(
+                f"{failures} of {len(brlock_blobs)} byte-range lock records (brlock.tdb) of Samba "
+                f"{config.samba_version} could not be decoded ({last_error}): lock counts are unknown"
+            )
+        return modes, not failures_modes, None if failures else locks
+
+    def _shares(self, config: SambaConfig, tcons: list[records.TconGlobalRecord] | None) -> tuple[ShareRecord, ...]:
+        """smb.conf's services as smbd loads them, plus IPC$, plus the shares only tree connects
+        name (a user's share made from [homes] on connect, a usershare or registry share, a share
+        removed from smb.conf since): those with what [homes] says of them, or only their name."""
+        out: list[ShareRecord] = []
+        names: set[str] = set()
+        homes: ShareConfig | None = None
+        templated = []
+        for share in config.shares or ():
+            if not share.available:
+                continue  # smbd refuses it (srvsvc leaves it out too)
+            names.add(share.name.lower())
+            if share.name.lower() == "homes":
+                homes = share
+            elif "%" in share.path:
+                templated.append(share.name)
+            out.append(_share_record(share, share.name, config.samba_version))
+        if templated:
+            self._warn(
+                f"the path of {len(templated)} share(s) depends on the user or client (%-substitution), "
+                f"shown as null: {', '.join(sorted(templated)[:10])}"
+            )
+        if IPC_SHARE.lower() not in names:
+            names.add(IPC_SHARE.lower())
+            remark = _substitute(config.server_string, config.samba_version)
+            out.append(
+                ShareRecord(
+                    name=IPC_SHARE,
+                    path=None,
+                    share_type=STYPE_IPC | STYPE_SPECIAL,  # smbd's IPC$ is an administrative share
+                    remark=None if remark is None else f"IPC Service ({remark})",
+                    max_uses=None,
+                )
+            )
+        for tcon in sorted(tcons or (), key=lambda t: t.share_name):
+            if tcon.share_name.lower() in names:
+                continue
+            names.add(tcon.share_name.lower())
+            if homes is not None:
+                record = _share_record(homes, tcon.share_name, config.samba_version)
+                out.append(ShareRecord(tcon.share_name, None, record.share_type, record.remark, record.max_uses))
+            else:
+                out.append(ShareRecord(tcon.share_name, None, None, None, None))
+        return tuple(out)
+
+    def _open_records(
+        self,
+        sessions: list[tuple[records.SessionGlobalRecord, Any]],
+        opens: list[records.OpenGlobalRecord],
+        tcons: list[records.TconGlobalRecord] | None,
+        modes: list[records.ShareModeRecord],
+        complete: bool,
+        locks: list[records.ByteRangeLock] | None,
+        config: SambaConfig,
+    ) -> tuple[OpenRecord, ...]:
+        """One OpenRecord per open handle of the sessions read (and per durable handle whose client
+        is gone), each given to the session :func:`_open_counts` counts it for (DESIGN 2a: a session's
+        OpenRecords are its ResourcesOpened). How each field is found: docs/samba.md."""
+        layout = records.locking_layout_for_version(config.samba_version)
+        by_id = layout is not None and layout.share_file_id_is_open_id
+        ordered = sorted((s for s, _ in sessions), key=lambda s: s.session_global_id)
+        sids = {s.session_global_id: _user_sid(info) for s, info in sessions}
+        session_of = _OpenOwners(ordered, [sids[s.session_global_id] for s in ordered])
+        entries: dict[tuple[int, int, int], list[tuple[records.ShareModeRecord, records.ShareModeEntry]]] = {}
+        for mode in modes:
+            for entry in mode.entries:
+                key = entry.share_file_id if by_id else entry.open_nttime
+                entries.setdefault((entry.server_pid, entry.server_unique_id, key), []).append((mode, entry))
+        lock_count: dict[tuple[int, int, int], int] = defaultdict(int)
+        lock_tids: dict[tuple[int, int, int], set[int]] = defaultdict(set)
+        gone_locks: dict[int, int] = defaultdict(int)  # a disconnected handle's, by persistent id
+        for lock in locks or ():
+            if lock.server_pid == records.DISCONNECTED_PID:
+                gone_locks[lock.smblctx] += 1
+            else:
+                lock_count[(lock.server_pid, lock.server_unique_id, lock.fnum)] += 1
+                lock_tids[(lock.server_pid, lock.server_unique_id, lock.fnum)].add(lock.tid)
+        tcon_by_id = {t.tcon_global_id: t for t in tcons or ()}
+        tcons_of: dict[tuple[int, int, int], list[records.TconGlobalRecord]] = defaultdict(list)
+        for tcon in sorted(tcons or (), key=lambda t: t.tcon_global_id):
+            tcons_of[(tcon.session_global_id, tcon.server_pid, tcon.server_unique_id)].append(tcon)
+        share_paths = {
+            share.name.lower(): os.path.normpath(share.path)
+            for share in config.shares or ()
+            if share.path and "%" not in share.path and share.name.lower() != "homes"
+        }
+        out = []
+        ambiguous = 0
+        for op in sorted(opens, key=lambda o: o.open_global_id):
+            session = session_of(op)
+            if session is None and not op.disconnected:
+                continue  # its session is not in the snapshot (being made or torn down)
+            process = (op.server_pid, op.server_unique_id)
+            found = entries.get((*process, op.open_global_id if by_id else op.open_nttime), [])
+            if len({(m.servicepath, m.base_name, m.stream_name, e.access_mask) for m, e in found}) > 1:
+                ambiguous += 1
+                found = []
+            mode, entry = found[0] if found else (None, None)
+            if locks is None:
+                count = None
+            elif op.disconnected:
+                count = gone_locks.get(op.open_global_id, 0)
+            else:
+                count = lock_count.get((*process, op.open_volatile_id), 0)
+            share_name, tcon = None, None
+            if session is not None and tcons is not None:
+                if op.tcon_global_id is not None:  # 4.23+: the record names it
+                    tcon = tcon_by_id.get(op.tcon_global_id)
+                    if tcon is not None and tcon.session_global_id != session.session_global_id:
+                        tcon = None
+                    candidates = [] if tcon is None else [tcon]
+                else:
+                    candidates = _tcon_candidates(
+                        tcons_of[(session.session_global_id, *process)],
+                        mode,
+                        lock_tids.get((*process, op.open_volatile_id)),
+                        share_paths,
+                        complete,
+                    )
+                if candidates and len({c.share_name for c in candidates}) == 1:
+                    share_name = candidates[0].share_name
+                if len(candidates) == 1:
+                    tcon = candidates[0]
+            flags = tcon if tcon is not None else session
+            path, relative = _open_path(mode)
+            out.append(
+                OpenRecord(
+                    file_id=op.open_global_id,
+                    session_id=None if session is None else f"{session.session_wire_id:#x}",
+                    connection_id=None if tcon is None else tcon.tcon_global_id,
+                    share_name=share_name,
+                    path=path,
+                    share_relative_path=relative,
+                    access_mask=None if entry is None else entry.access_mask,
+                    locks=count,
+                    durable=op.durable,
+                    continuously_available=op.persistent,
+                    encrypted=None if flags is None else _is_encrypted(flags.encryption_flags),
+                    signed=None if flags is None else _is_signed(flags.signing_flags),
+                )
+            )
+        if ambiguous:
+            self._warn(
+                f"{ambiguous} open(s) match several share-mode entries: their paths and access masks are unknown"
+            )
+        return tuple(out)
 
 
 def _connections(
@@ -548,6 +821,107 @@ def _connections(
         for tcon in sorted(tcons, key=lambda t: t.tcon_global_id)
         if tcon.session_global_id in wire_ids
     )
+
+
+class _OpenOwners:
+    """The session an open is counted for, by the rule of :func:`_open_counts`."""
+
+    def __init__(self, sessions: list[records.SessionGlobalRecord], user_sids: list[str]) -> None:
+        self.by_id = {s.session_global_id: s for s in sessions}
+        self.owner: dict[tuple[int, int, str], records.SessionGlobalRecord] = {}
+        self.first_on: dict[tuple[int, int], records.SessionGlobalRecord] = {}
+        for session, sid in zip(sessions, user_sids, strict=True):  # in order of session id
+            for ch in session.channels:
+                connection = (ch.server_pid, ch.server_unique_id)
+                self.first_on.setdefault(connection, session)
+                self.owner.setdefault((*connection, sid), session)
+
+    def __call__(self, op: records.OpenGlobalRecord) -> records.SessionGlobalRecord | None:
+        if op.disconnected:
+            return None
+        if op.session_global_id is not None:
+            return self.by_id.get(op.session_global_id)
+        connection = (op.server_pid, op.server_unique_id)
+        found = self.owner.get((*connection, op.owner_sid))
+        return found if found is not None else self.first_on.get(connection)
+
+
+def _tcon_candidates(
+    tcons: list[records.TconGlobalRecord],
+    mode: records.ShareModeRecord | None,
+    lock_tids: set[int] | None,
+    share_paths: dict[str, str],
+    complete: bool,
+) -> list[records.TconGlobalRecord]:
+    """Before 4.23 an open does not name its tree connect: the tree connects of its session in its
+    smbd process it can have been opened through. A locked open's locks name it (exact); a file's
+    share path must be its share-mode record's ``servicepath`` (shares whose path is not known,
+    such as a [homes] user's, stay in when none matches); an open without a share-mode record
+    (none failed to decode) is a named pipe, opened through IPC$."""
+    if lock_tids and len(lock_tids) == 1:
+        exact = [t for t in tcons if t.tcon_global_id in lock_tids]
+        if exact:
+            return exact
+    if mode is None:
+        return [t for t in tcons if t.share_name.lower() == IPC_SHARE.lower()] if complete else []
+    disk = [t for t in tcons if t.share_name.lower() != IPC_SHARE.lower()]
+    where = os.path.normpath(mode.servicepath)
+    same = [t for t in disk if share_paths.get(t.share_name.lower()) == where]
+    return same or [t for t in disk if t.share_name.lower() not in share_paths]
+
+
+def _open_path(mode: records.ShareModeRecord | None) -> tuple[str | None, str | None]:
+    """(Path, ShareRelativePath) of a file from its share-mode record, '/'-separated as on the server."""
+    if mode is None:
+        return None, None
+    relative = ("" if mode.base_name == "." else mode.base_name) + (mode.stream_name or "")
+    if not relative:
+        return mode.servicepath, ""
+    return (mode.servicepath.rstrip("/") or "") + "/" + relative, relative
+
+
+def _is_encrypted(flags: int) -> bool:
+    """Samba's smbXsrv_is_encrypted: nothing unencrypted seen, and encryption seen, desired or required."""
+    return not flags & PROCESSED_UNENCRYPTED and bool(
+        flags & (PROCESSED_ENCRYPTED | ENCRYPTION_DESIRED | ENCRYPTION_REQUIRED)
+    )
+
+
+def _is_signed(flags: int) -> bool:
+    """Samba's smbXsrv_is_signed: a signed request seen and no unsigned one."""
+    return not flags & PROCESSED_UNSIGNED and bool(flags & PROCESSED_SIGNED)
+
+
+def _user_sid(info: Any) -> str:
+    token = info.security_token
+    return str(token.sids[0]) if token is not None and token.sids else ""
+
+
+def _share_record(share: ShareConfig, name: str, version: str) -> ShareRecord:
+    """A service as Samba's srvsvc describes it (``get_share_type``: printable 1, ``fstype = IPC`` 3,
+    either with ``administrative share`` | STYPE_SPECIAL; anything else a disk, 0)."""
+    kind = STYPE_DISKTREE
+    if share.printable:
+        kind = STYPE_PRINTQ | (STYPE_SPECIAL if share.administrative else 0)
+    if share.ipc:
+        kind = STYPE_IPC | (STYPE_SPECIAL if share.administrative else 0)
+    path = share.path if share.path and "%" not in share.path else None
+    return ShareRecord(
+        name=name,
+        path=path,
+        share_type=kind,
+        remark=_substitute(share.comment, version),
+        max_uses=share.max_connections or None,
+    )
+
+
+def _substitute(text: str, version: str) -> str | None:
+    """smbd's substitutions in a comment that do not depend on the client: %v (Samba's version)
+    and %h (this host's name up to its first dot); None if another one remains."""
+    if "%" not in text:
+        return text
+    text = text.replace("%v", version).replace("%h", socket.gethostname().split(".")[0])
+    return None if "%" in text else text
 
 
 def _channel_endpoints(

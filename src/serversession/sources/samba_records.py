@@ -290,6 +290,9 @@ class OpenGlobalRecord:
     disconnect_time: float | None  # set while a durable handle waits for its client to come back
     durable: bool
     persistent: bool  # known from Samba 4.25 on
+    open_volatile_id: int = 0  # the volatile half of the SMB2 FileId: smbd's fnum (brlock.tdb's ``fnum``)
+    tcon_global_id: int | None = None  # the tree connect it was opened through; known from Samba 4.23 on
+    open_nttime: int = 0  # open_time as smbd stored it (NTTIME, exact: the join with locking.tdb)
 
     @property
     def disconnected(self) -> bool:
@@ -448,12 +451,13 @@ def decode_open(blob: bytes, layout: Layout) -> OpenGlobalRecord:
         r.null_pointer()
     pid, unique_id = r.server_id()
     session_global_id = None
+    tcon_global_id = None
     if layout.open_session_id:
         session_global_id = r.hyper()
-        r.u32()  # tcon_global_id
+        tcon_global_id = r.u32()
     open_global_id = r.u32()
     r.hyper()  # open_persistent_id
-    r.hyper()  # open_volatile_id
+    open_volatile_id = r.hyper()
     if layout.open_file_id:
         r.file_id()
         r.u32()  # name_hash
@@ -490,6 +494,9 @@ def decode_open(blob: bytes, layout: Layout) -> OpenGlobalRecord:
         disconnect_time=nttime_to_unix(disconnect_time),
         durable=durable,
         persistent=persistent,
+        open_volatile_id=open_volatile_id,
+        tcon_global_id=tcon_global_id,
+        open_nttime=open_time,
     )
 
 
@@ -526,3 +533,226 @@ def decode_tcon(blob: bytes, layout: Layout) -> TconGlobalRecord:
         session_global_id=session_global_id,
         signing_flags=signing_flags,
     )
+
+
+# --- locking.tdb (share modes) and brlock.tdb (byte-range locks): docs/notes/samba-class-family.md
+
+
+@dataclass(frozen=True)
+class LockingLayout:
+    """What a range of Samba releases puts in ``locking.tdb`` and ``brlock.tdb`` (open_files.idl,
+    g_lock.c, brlock.c of each release). These change at other releases than the smbXsrv records."""
+
+    name: str
+    first: tuple[int, int]
+    glock_lock_epoch: bool  # g_lock header holds unique_lock_epoch (4.17+)
+    write_times: bool  # share_mode_data: old_write_time, changed_write_time (up to 4.22)
+    token_lease_key: bool  # delete_token: parent_lease_key (4.22+)
+    version_1: bool  # share_mode_dataB wrapper, num_persistent, create_guid, token open_persistent_id;
+    # brlock records start with a big-endian version word and hold 80-byte locks (4.25+)
+    private_options: bool  # share_mode_entry.private_options (up to 4.22)
+    timeval_twice: bool  # the entry's timeval is pushed again in the buffers pass (up to 4.24)
+    share_file_id_is_open_id: bool  # share_mode_entry.share_file_id == open_global_id (4.24+)
+    verified: bool = False  # decoded against a real smbd of this range in the version matrix
+
+
+LOCKING_LAYOUTS = (
+    LockingLayout("4.13-4.16", (4, 13), False, True, False, False, True, True, False),
+    LockingLayout("4.17-4.21", (4, 17), True, True, False, False, True, True, False, verified=True),  # 4.17
+    LockingLayout("4.22", (4, 22), True, True, True, False, True, True, False, verified=True),  # trixie
+    LockingLayout("4.23", (4, 23), True, False, True, False, False, True, False),
+    LockingLayout("4.24", (4, 24), True, False, True, False, False, True, True),
+    LockingLayout("4.25", (4, 25), True, False, True, True, False, False, True, verified=True),  # sid
+)
+GLOCK_SERVER_ID = struct.Struct("<QIIQ")  # g_lock holders: raw server_id (pid, task_id, vnn, unique_id)
+MAX_GLOCK_SHARED = 1 << 16  # shared holders of one record's lock accepted
+MAX_SHARE_ENTRIES = 1 << 16  # opens of one file accepted
+MAX_DELETE_TOKENS = 1024
+_BRLOCK = struct.Struct(
+    "<QI4xQIIQQQQII"
+)  # lock_struct: smblctx, tid, pid, task, vnn, unique, start, size, fnum, type, flavour
+BRLOCK_VERSION_1 = 1  # 4.25+: big-endian version word before the locks
+MAX_TIMEVAL_SECONDS = 1 << 40
+
+
+def locking_layout_for_version(version: str) -> LockingLayout | None:
+    """The locking.tdb/brlock.tdb layout of a Samba version string; None if older than the oldest known."""
+    release = parse_version(version)
+    if release is None or release < LOCKING_LAYOUTS[0].first:
+        return None
+    return [layout for layout in LOCKING_LAYOUTS if layout.first <= release][-1]
+
+
+@dataclass(frozen=True, slots=True)
+class ShareModeEntry:
+    """One open of a file as ``locking.tdb`` holds it (a ``share_mode_entry``)."""
+
+    server_pid: int
+    server_unique_id: int
+    access_mask: int
+    open_nttime: int  # the entry's timeval as an exact NTTIME (= the open record's open_time up to 4.23)
+    share_file_id: int  # = open_global_id from 4.24; a per-process counter before
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShareModeRecord:
+    """One file's share-mode record: where it is and who has it open."""
+
+    servicepath: str  # the share's path as the tree connect resolved it
+    base_name: str  # share-relative ("." for the share's root)
+    stream_name: str | None  # ":name:$DATA", or None
+    entries: tuple[ShareModeEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRangeLock:
+    """One byte-range lock of ``brlock.tdb`` (a ``struct lock_struct``)."""
+
+    server_pid: int
+    server_unique_id: int
+    fnum: int  # the open's volatile id
+    smblctx: int  # SMB2: the open's persistent id; SMB1: the client's pid
+    tid: int  # the tree connect it was taken through
+    start: int
+    size: int
+    write: bool
+
+
+def _plausible_pid(pid: int) -> bool:
+    return 0 < pid <= PID_MAX or pid == DISCONNECTED_PID
+
+
+def decode_share_modes(value: bytes, layout: LockingLayout) -> ShareModeRecord | None:
+    """Decode a ``locking.tdb`` value: dbwrap_watch header, g_lock header, then the NDR
+    ``share_mode_data`` and its fixed-size ``share_mode_entry`` blobs. None for a record that
+    holds only a lock (no data). Every field is bounds-checked; RecordFormatError otherwise."""
+    try:
+        return _decode_share_modes(strip_watchers(value), layout)
+    except struct.error:
+        raise RecordFormatError("share-mode record is truncated") from None
+
+
+def _decode_share_modes(data: bytes, layout: LockingLayout) -> ShareModeRecord | None:
+    pos = GLOCK_SERVER_ID.size + (16 if layout.glock_lock_epoch else 8)  # exclusive holder, epochs
+    num_shared = _U32.unpack_from(data, pos)[0]
+    if num_shared > MAX_GLOCK_SHARED:
+        raise RecordFormatError(f"implausible number of lock holders {num_shared}")
+    pos += 4 + GLOCK_SERVER_ID.size * num_shared
+    if pos > len(data):
+        raise RecordFormatError("share-mode record is truncated")
+    if pos == len(data):
+        return None  # a lock without data (the file is being opened or closed)
+    length = _U32.unpack_from(data, pos)[0]
+    pos += 4
+    if pos + length > len(data):
+        raise RecordFormatError("share-mode data is truncated")
+    servicepath, base_name, stream_name = _share_mode_data(data[pos : pos + length], layout)
+    rest = data[pos + length :]
+    size = _entry_size(layout)
+    if len(rest) % size or len(rest) // size > MAX_SHARE_ENTRIES:
+        raise RecordFormatError(f"share-mode entries of {len(rest)} bytes are not a whole number of {size}")
+    entries = tuple(_share_mode_entry(rest[i : i + size], layout) for i in range(0, len(rest), size))
+    return ShareModeRecord(servicepath, base_name, stream_name, entries)
+
+
+def _share_mode_data(blob: bytes, layout: LockingLayout) -> tuple[str, str, str | None]:
+    r = _Reader(blob)
+    if layout.version_1:  # share_mode_dataB: version, epoch, flags, union switch, [ref] arm
+        version = r.u32()
+        r.hyper()
+        r.u16()
+        switch, arm = r.u32(), r.u32()
+        if version != 1 or switch != version or arm == 0:
+            raise RecordFormatError(f"share-mode data version {version}, expected 1")
+    r.hyper()  # unique_content_epoch
+    r.u16()  # flags
+    pointers = [r.u32() for _ in range(3)]  # servicepath, base_name, stream_name
+    if layout.version_1:
+        r.u32()  # num_persistent
+    tokens = r.u32()
+    if tokens > MAX_DELETE_TOKENS or r.u32() != tokens:  # the count, then the array's conformance
+        raise RecordFormatError(f"implausible delete-token count {tokens}")
+    if tokens:
+        for _ in range(tokens):  # inline parts; their security tokens follow the strings
+            if layout.token_lease_key:
+                r.align(8)
+            r.u32()  # name_hash
+            if layout.token_lease_key:
+                r.hyper()
+                r.hyper()  # parent_lease_key
+            if layout.version_1:
+                r.hyper()  # open_persistent_id
+            r.u32()
+            r.u32()  # delete_nt_token, delete_token pointers
+    if layout.write_times:
+        r.nttime()
+        r.nttime()
+    r.file_id()  # [ignore] id: pushed all the same
+    servicepath, base_name, stream_name = (r.string() if pointer else None for pointer in pointers)
+    if tokens == 0:
+        r.end()
+    if servicepath is None or base_name is None:
+        raise RecordFormatError("share-mode data without a path")
+    return servicepath, base_name, stream_name
+
+
+def _entry_size(layout: LockingLayout) -> int:
+    if layout.version_1:
+        return 128
+    return 132 if layout.private_options else 124
+
+
+def _share_mode_entry(blob: bytes, layout: LockingLayout) -> ShareModeEntry:
+    r = _Reader(blob)
+    pid, unique_id = r.server_id()
+    r.hyper()  # op_mid
+    r.u16()  # op_type
+    r.guid()  # client_guid
+    if layout.version_1:
+        r.guid()  # create_guid
+    r.hyper()
+    r.hyper()  # lease_key
+    access_mask = r.u32()
+    r.u32()  # share_access
+    if layout.private_options:
+        r.u32()
+    seconds = r.hyper()
+    microseconds = r.u32()
+    share_file_id = r.nttime()  # udlong: 8 bytes aligned to 4
+    uid = r.u32()
+    r.u16()  # flags
+    r.u32()  # name_hash
+    if layout.timeval_twice and (r.hyper(), r.u32()) != (seconds, microseconds):
+        raise RecordFormatError("share-mode entry's two times differ")
+    r.end()
+    if not _plausible_pid(pid):
+        raise RecordFormatError(f"share-mode entry of an impossible process id {pid}")
+    if microseconds >= 1_000_000 or seconds >= MAX_TIMEVAL_SECONDS:
+        raise RecordFormatError("share-mode entry's time is out of range")
+    nttime = (seconds + NTTIME_EPOCH_OFFSET) * 10_000_000 + microseconds * 10
+    return ShareModeEntry(pid, unique_id, access_mask, nttime, share_file_id, uid)
+
+
+def decode_brlocks(value: bytes, layout: LockingLayout) -> tuple[ByteRangeLock, ...]:
+    """Decode a ``brlock.tdb`` value: raw ``struct lock_struct`` array (x86-64 layout, 72 bytes;
+    4.25: a big-endian version word, then 80-byte locks with a ``persistent`` byte)."""
+    size = _BRLOCK.size
+    start = 0
+    if layout.version_1:
+        if len(value) < 4 or int.from_bytes(value[:4], "big") != BRLOCK_VERSION_1:
+            raise RecordFormatError("byte-range lock record without its version 1 header")
+        size, start = 80, 4
+    if (len(value) - start) % size:
+        raise RecordFormatError(f"byte-range locks of {len(value) - start} bytes are not a whole number of {size}")
+    locks = []
+    for offset in range(start, len(value), size):
+        smblctx, tid, pid, _task, _vnn, unique_id, begin, length, fnum, kind, flavour = _BRLOCK.unpack_from(
+            value, offset
+        )
+        if kind > 1 or flavour > 1 or not _plausible_pid(pid):
+            raise RecordFormatError("byte-range lock of an unknown type or an impossible process")
+        if layout.version_1 and (value[offset + 72] > 1 or any(value[offset + 73 : offset + 80])):
+            raise RecordFormatError("byte-range lock's persistent flag is malformed")
+        locks.append(ByteRangeLock(pid, unique_id, fnum, smblctx, tid, begin, length, kind == 1))
+    return tuple(locks)

@@ -31,7 +31,7 @@ from ..files import check_regular_file
 from ..sandbox import _find
 from . import tcp_idle
 from .base import SESS_GUEST, SessionRecord
-from .samba import DIALECTS, _import_bindings
+from .samba import DIALECTS, SMB_DIALECTS, _import_bindings
 from .samba_records import parse_address, parse_version
 
 SMBSTATUS_DIRS = ("/usr/bin", "/usr/local/bin", "/usr/sbin", "/usr/local/sbin", "/bin", "/sbin", "/usr/local/samba/bin")
@@ -46,6 +46,7 @@ NO_JSON = (
 )
 #: popt's complaint (then the usage, last): "Invalid option --json: unknown option"
 NO_JSON_OPTION = re.compile(r"(?i)\b(?:invalid|unknown|unrecognized) option\b.*--json\b|--json\b.*\bunknown option")
+WINDOWS_DIALECTS = {name: SMB_DIALECTS[code] for code, name in DIALECTS.items()}  # "SMB3_11" -> "3.1.1"
 LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z: later times are NTTIME's "infinity" (never)
 ALWAYS_LOST = (
     "named pipes in ResourcesOpened (smbstatus lists open files and directories only), "
@@ -311,6 +312,9 @@ def session_records(
                 status="Degraded" if expired else "OK",
                 client_address=tcp_idle.format_endpoint(session.channels[0][1]),
                 detail=f"smbd pid {session.pid}",
+                # smbstatus prints the global id: an SMB2 session's wire id, not an SMB1 session's UID
+                wire_id=None if session.dialect == "NT1" else session.id,
+                dialect=WINDOWS_DIALECTS.get(session.dialect),
             )
         )
     return out

@@ -1,11 +1,21 @@
 """The query layer: WQL and object paths over instances (DESIGN.md section 3)."""
 
 from ..model.objectpath import ObjectPath, PathError, format_path, parse_path
-from .evaluate import CompiledQuery, QueryResult, compile_query, run_query
+from .evaluate import (
+    ClassDefsResult,
+    CompiledAssociation,
+    CompiledQuery,
+    QueryResult,
+    compile_query,
+    compile_wql,
+    run_query,
+)
 from .lookup import find_instance
 from .parser import NotSupported, WQLError
 
 __all__ = [
+    "ClassDefsResult",
+    "CompiledAssociation",
     "CompiledQuery",
     "NotSupported",
     "ObjectPath",
@@ -13,6 +23,7 @@ __all__ = [
     "QueryResult",
     "WQLError",
     "compile_query",
+    "compile_wql",
     "find_instance",
     "format_path",
     "parse_path",

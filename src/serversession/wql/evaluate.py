@@ -17,12 +17,13 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..model import CIMObject, ClassDef, load_schema
-from ..model.instances import SYSTEM_PROPERTIES, local_server_name
+from ..model.instances import SYSTEM_PROPERTIES, local_server_name, wmi_namespace
+from ..model.objectpath import ObjectPath
 from . import parser as wql
 from .like import compile_like
-from .parser import WQLError, shorten
+from .parser import NotSupported, WQLError, shorten
 
 _FLIP = {"=": "=", "<>": "<>", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
 _PYTHON_OP = {"=": "==", "<>": "!=", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
@@ -35,11 +36,27 @@ _ASCII_SPACE = " \t\r\n\f\v"
 class QueryResult(list[CIMObject]):
     """The instances a query returned, with the names of the properties it selected."""
 
-    def __init__(self, items: Iterable[CIMObject], classname: str, properties: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        items: Iterable[CIMObject],
+        classname: str,
+        properties: tuple[str, ...],
+        keys_only: bool = False,
+    ) -> None:
         super().__init__(items)
         self.classname = classname
-        #: property names returned, in schema order, keys included
+        #: property names returned, in schema order, keys included (of several classes: the union)
         self.properties = properties
+        #: only the key properties of each instance are set (ASSOCIATORS/REFERENCES OF ... KeysOnly)
+        self.keys_only = keys_only
+
+    def properties_of(self, classname: str) -> tuple[str, ...]:
+        """The properties returned for the instances of ``classname``, in its schema order: of a
+        result of several classes, those of :attr:`properties` it has (with KeysOnly, its keys)."""
+        cls = load_schema().get(classname)
+        if self.keys_only:
+            return cls.keys
+        return tuple(p for p in cls.properties if p in self.properties)
 
 
 @dataclass(frozen=True)
@@ -63,11 +80,16 @@ class CompiledQuery:
         matched = self.where(rows)
         if not self.select_all:
             return QueryResult([_project(o, self.properties) for o in matched], self.classname, self.properties)
-        present = {o.classname for o in matched}
-        if len(present) == 1:  # SELECT * of a superclass returns the subclass's instances whole
-            cls = load_schema().get(present.pop())
+        # SELECT * of a superclass returns the subclasses' instances whole: every property of
+        # each class present (those of the FROM class first), None where a class lacks one
+        present = dict.fromkeys(o.classname for o in matched)
+        if len(present) == 1:
+            cls = load_schema().get(next(iter(present)))
             return QueryResult(matched, cls.name, tuple(cls.properties))
-        return QueryResult(matched, self.classname, self.properties)
+        union = dict.fromkeys(self.properties)
+        for name in present:
+            union.update(dict.fromkeys(load_schema().get(name).properties))
+        return QueryResult(matched, self.classname, tuple(union))
 
 
 def _project(instance: CIMObject, keep: tuple[str, ...]) -> CIMObject:
@@ -76,15 +98,35 @@ def _project(instance: CIMObject, keep: tuple[str, ...]) -> CIMObject:
 
 
 def compile_query(text: str) -> CompiledQuery:
-    """Parse ``text`` and compile it; WQLError (invalid input) when it is not a valid query."""
+    """Parse the data query (SELECT) ``text`` and compile it; WQLError (invalid input) when it is
+    not a valid query. ``ASSOCIATORS OF`` and ``REFERENCES OF`` are checked as
+    :func:`compile_wql` checks them, then refused with NotSupported: they are answered by
+    :func:`compile_wql` (``serversession.query``), not by a run over one class's instances."""
+    compiled = compile_wql(text)
+    if isinstance(compiled, CompiledAssociation):
+        raise NotSupported(
+            f"{compiled.kind} OF is not a data query (SELECT): ask it through serversession query, "
+            "or the CIM-XML operations Associators and References"
+        )
+    return compiled
+
+
+def compile_wql(text: str) -> CompiledQuery | CompiledAssociation:
+    """Parse ``text`` and compile it: a SELECT data query, or ``ASSOCIATORS OF``/``REFERENCES OF``.
+
+    WQLError (invalid input) names the position of what is wrong: syntax, a class the schema
+    does not have, a malformed object path or one with wrong keys.
+    """
     if not isinstance(text, str):
         raise InvalidInput("a WQL query must be text")
     return _compile(text)
 
 
 @lru_cache(maxsize=256)
-def _compile(text: str) -> CompiledQuery:
+def _compile(text: str) -> CompiledQuery | CompiledAssociation:
     query = wql.parse(text)
+    if isinstance(query, wql.AssociationQuery):
+        return _compile_association(query)
     schema = load_schema()
     try:
         cls = schema.get(query.classname)
@@ -268,5 +310,249 @@ def _system_value(instance: CIMObject, name: str) -> Any:
 
 
 def run_query(text: str, instances: Iterable[CIMObject]) -> QueryResult:
-    """Answer the WQL ``text`` over ``instances``."""
+    """Answer the WQL data query ``text`` over ``instances``."""
     return compile_query(text).run(instances)
+
+
+# --- ASSOCIATORS OF and REFERENCES OF -------------------------------------------------------------
+
+
+class ClassDefsResult(list[ClassDef]):
+    """What ``ClassDefsOnly`` and ``SchemaOnly`` return: class definitions (the schema's
+    :class:`~serversession.model.ClassDef`), each once, in the order first met."""
+
+    @property
+    def names(self) -> list[str]:
+        return [cls.name for cls in self]
+
+
+def class_system_properties(cls: ClassDef) -> dict[str, Any]:
+    """WMI's system properties of a class definition (``__GENUS`` 1), as a class object returned
+    by ``ClassDefsOnly`` has them."""
+    schema = load_schema()
+    chain = schema.superclasses(cls.name)
+    server = local_server_name()
+    namespace = wmi_namespace(cls.namespace)
+    return {
+        "__GENUS": 1,
+        "__CLASS": cls.name,
+        "__SUPERCLASS": cls.superclass,
+        "__DYNASTY": chain[-1] if chain else cls.name,
+        "__RELPATH": cls.name,
+        "__PROPERTY_COUNT": len(cls.properties),
+        "__DERIVATION": chain,
+        "__SERVER": server,
+        "__NAMESPACE": namespace,
+        "__PATH": f"\\\\{server}\\{namespace}:{cls.name}",
+    }
+
+
+@dataclass(frozen=True)
+class CompiledAssociation:
+    """``ASSOCIATORS OF {path}`` or ``REFERENCES OF {path}`` checked against the schema, ready to run.
+
+    ``target`` is the resolved object path (of ``SchemaOnly``: a path naming the class, no keys);
+    class names are the schema's spelling; role and qualifier names as written (compared
+    without regard to case; a role no association has is no match).
+    """
+
+    text: str
+    kind: str  # ASSOCIATORS or REFERENCES
+    target: ObjectPath
+    assoc_class: str | None = None
+    result_class: str | None = None
+    role: str | None = None
+    result_role: str | None = None
+    required_qualifier: str | None = None
+    required_assoc_qualifier: str | None = None
+    class_defs_only: bool = False
+    keys_only: bool = False
+    schema_only: bool = False
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The classes (each with a provider) whose instances :meth:`run` needs, all from one
+        snapshot: the target's, the associations' and, for ASSOCIATORS, the result classes'.
+        Empty for SchemaOnly, which reads no instances."""
+        from ..model.providers import provided
+        from .associations import association_classes, result_classes
+
+        if self.schema_only:
+            return ()
+        schema = load_schema()
+        out = dict.fromkeys(provided(self.target.classname))
+        if self.kind == "REFERENCES":
+            keep = set(schema.subclasses(self.result_class)) if self.result_class else None
+            out.update(
+                dict.fromkeys(c for c in association_classes(self.target.classname) if keep is None or c in keep)
+            )
+            return tuple(out)
+        keep_assoc = set(schema.subclasses(self.assoc_class)) if self.assoc_class else None
+        out.update(
+            dict.fromkeys(
+                c for c in association_classes(self.target.classname) if keep_assoc is None or c in keep_assoc
+            )
+        )
+        keep = set(schema.subclasses(self.result_class)) if self.result_class else None
+        ends = result_classes(self.target.classname, self.assoc_class)
+        out.update(dict.fromkeys(c for c in ends if keep is None or c in keep))
+        return tuple(out)
+
+    def run(self, instances: Iterable[CIMObject]) -> QueryResult | ClassDefsResult:
+        """The answer over ``instances`` (those of :attr:`classes`, from one snapshot; others are
+        ignored). NotFound if the target is not among them (WMI's WBEM_E_NOT_FOUND).
+
+        Instances come in the order of ``instances``; KeysOnly leaves only key properties set.
+        """
+        from .associations import associators, has_qualifier, references, schema_associators, schema_references
+        from .lookup import find_instance
+
+        schema = load_schema()
+        if self.schema_only:
+            if self.kind == "REFERENCES":
+                names = schema_references(self.target.classname, result_class=self.result_class, role=self.role)
+            else:
+                names = schema_associators(
+                    self.target.classname,
+                    assoc_class=self.assoc_class,
+                    result_class=self.result_class,
+                    role=self.role,
+                    result_role=self.result_role,
+                    assoc_qualifier=self.required_assoc_qualifier,
+                )
+            if self.required_qualifier is not None:
+                names = [n for n in names if has_qualifier(n, self.required_qualifier)]
+            return ClassDefsResult(schema.get(n) for n in names)
+        rows = instances if isinstance(instances, list) else list(instances)
+        found = find_instance(self.target, rows)
+        target = ObjectPath(found.classname, found.object_path.keys, host=found.server or ".")
+        if self.kind == "REFERENCES":
+            result = references(target, rows, result_class=self.result_class, role=self.role)
+            if self.required_qualifier is not None:
+                result = _with_qualifier(result, self.required_qualifier)
+        else:
+            if self.required_assoc_qualifier is not None:
+                wanted = self.required_assoc_qualifier
+                rows = [
+                    o for o in rows if not schema.get(o.classname).is_association or _qualified(o.classname, wanted)
+                ]
+            result = associators(
+                target, rows, assoc_class=self.assoc_class, result_class=self.result_class,
+                role=self.role, result_role=self.result_role,
+            )  # fmt: skip
+            if self.required_qualifier is not None:
+                result = _with_qualifier(result, self.required_qualifier)
+        if self.class_defs_only:
+            return ClassDefsResult(schema.get(n) for n in dict.fromkeys(o.classname for o in result))
+        return self._result(result)
+
+    def _result(self, found: list[CIMObject]) -> QueryResult:
+        schema = load_schema()
+        present = list(dict.fromkeys(o.classname for o in found))
+        if present:
+            classname = _common_superclass(present)
+        else:  # nothing found: the class the results would have been of
+            from .associations import association_classes, result_classes
+
+            if self.result_class:
+                classname = self.result_class
+            elif self.kind == "REFERENCES":
+                classname = _common_superclass(
+                    list(association_classes(self.target.classname)) or [self.target.classname]
+                )
+            else:
+                ends = result_classes(self.target.classname, self.assoc_class)
+                classname = _common_superclass(list(ends) or [self.target.classname])
+        union: dict[str, None] = {}
+        for name in present or [classname]:
+            cls = schema.get(name)
+            union.update(dict.fromkeys(cls.keys if self.keys_only else cls.properties))
+        if self.keys_only:  # each instance with its own class's keys (a Name key of one is no key of another)
+            found = [_project(o, schema.get(o.classname).keys) for o in found]
+        return QueryResult(found, classname, tuple(union), self.keys_only)
+
+
+@lru_cache(maxsize=64)
+def _qualified(classname: str, qualifier: str) -> bool:
+    from .associations import has_qualifier
+
+    return has_qualifier(classname, qualifier)
+
+
+def _with_qualifier(found: list[CIMObject], qualifier: str) -> list[CIMObject]:
+    return [o for o in found if _qualified(o.classname, qualifier)]
+
+
+def _common_superclass(names: list[str]) -> str:
+    """The nearest class that ``names`` all are or derive from; the first name if they share none."""
+    schema = load_schema()
+    chains = [[n, *schema.superclasses(n)] for n in names]
+    common = set(chains[0]).intersection(*chains[1:])
+    return next((n for n in chains[0] if n in common), names[0])
+
+
+def _compile_association(query: wql.AssociationQuery) -> CompiledAssociation:
+    from .lookup import resolve_path
+
+    schema = load_schema()
+
+    def known(word: wql.Word | None, association: bool = False) -> str | None:
+        if word is None:
+            return None
+        try:
+            cls = schema.get(word.value)
+        except NotFound:
+            raise WQLError(word.position, f"unknown class {shorten(word.value)}") from None
+        if association and not cls.is_association:
+            raise WQLError(word.position, f"{cls.name} is not an association class")
+        return cls.name
+
+    target = _target(query, resolve_path)
+    return CompiledAssociation(
+        text=query.text,
+        kind=query.kind,
+        target=target,
+        assoc_class=known(query.assoc_class, association=True),
+        result_class=known(query.result_class, association=query.kind == "REFERENCES"),
+        role=query.role.value if query.role else None,
+        result_role=query.result_role.value if query.result_role else None,
+        required_qualifier=query.required_qualifier.value if query.required_qualifier else None,
+        required_assoc_qualifier=query.required_assoc_qualifier.value if query.required_assoc_qualifier else None,
+        class_defs_only=bool(query.class_defs_only),
+        keys_only=bool(query.keys_only),
+        schema_only=bool(query.schema_only),
+    )
+
+
+def _target(query: wql.AssociationQuery, resolve: Callable[[ObjectPath], ObjectPath]) -> ObjectPath:
+    """The object path of the query resolved against the schema; errors as WQLError at its position."""
+    from ..model.objectpath import parse_path
+    from ..model.schema import namespace_name
+
+    path = parse_path(query.path)  # its syntax was checked by the parser
+    text = query.path
+    start = text.index(":") + 1 if path.namespace else 0
+    class_position = query.path_position + start + len(text[start:]) - len(text[start:].lstrip(" \t\r\n\f\v"))
+    try:
+        cls = load_schema().get(path.classname)
+    except NotFound:
+        raise WQLError(class_position, f"unknown class {shorten(path.classname)}") from None
+    if query.schema_only:
+        if path.keys or path.singleton:
+            raise WQLError(query.schema_only, f"SchemaOnly asks about a class: write {{{cls.name}}}, without keys")
+        if path.namespace and namespace_name(path.namespace) != cls.namespace:
+            raise NotFound(f"no class {cls.name} in {wmi_namespace(path.namespace)}")
+        return ObjectPath(cls.name, (), path.host, path.namespace)
+    if not path.keys and not path.singleton:
+        raise WQLError(
+            class_position,
+            f"{{{cls.name}}} names a class: name an instance with its keys ({', '.join(cls.keys) or 'it has none'}), "
+            "or add WHERE SchemaOnly to ask about the class",
+        )
+    try:
+        return resolve(path)
+    except NotFound:
+        raise  # a namespace not served, or a class that has no instances: exit 1, as get says
+    except InvalidInput as exc:
+        message = str(exc) if len(str(exc)) <= 300 else str(exc)[:300] + "..."
+        raise WQLError(query.path_position, f"in the object path: {message}") from None

@@ -8,6 +8,12 @@ and nesting must be bounded before Python's own recursion limit is near.
 Grammar (MS-WMI 2.2.1 and Microsoft's WQL reference)::
 
     query      := select | associators | references
+    associators:= ASSOCIATORS OF '{' path '}' [WHERE word+]
+    references := REFERENCES OF '{' path '}' [WHERE word+]
+    word       := (AssocClass | ResultClass | Role | ResultRole | RequiredQualifier
+                  | RequiredAssocQualifier) '=' name | ClassDefsOnly | KeysOnly | SchemaOnly
+                  (each at most once, separated by spaces, not AND; REFERENCES OF takes
+                  ResultClass, Role, RequiredQualifier and the three flags)
     select     := SELECT ('*' | property (',' property)*) FROM class
                   [WITHIN number] [WHERE expr] [GROUP WITHIN number [BY ...] [HAVING ...]]
     expr       := and (OR and)*
@@ -132,6 +138,37 @@ class SelectQuery:
     class_position: int
     where: Node | None
     text: str
+
+
+@dataclass(frozen=True)
+class Word:
+    """The name given to a keyword of ``ASSOCIATORS OF``/``REFERENCES OF`` (``ResultClass = Win32_Share``)."""
+
+    value: str
+    position: int
+
+
+@dataclass(frozen=True)
+class AssociationQuery:
+    """``ASSOCIATORS OF {path} WHERE ...`` or ``REFERENCES OF {path} WHERE ...``, checked for syntax
+    only (the path is parsed; classes and keys are checked against the schema by the compiler).
+
+    A flag (``class_defs_only``, ``keys_only``, ``schema_only``) is the position of its keyword, or 0.
+    """
+
+    kind: str  # ASSOCIATORS or REFERENCES
+    path: str  # the object path between the braces, as written
+    path_position: int  # of the path's first character
+    assoc_class: Word | None = None
+    result_class: Word | None = None
+    role: Word | None = None
+    result_role: Word | None = None
+    required_qualifier: Word | None = None
+    required_assoc_qualifier: Word | None = None
+    class_defs_only: int = 0
+    keys_only: int = 0
+    schema_only: int = 0
+    text: str = ""
 
 
 # --- lexer ------------------------------------------------------------------------------------
@@ -297,13 +334,13 @@ class Parser:
         return self.take()
 
     # grammar
-    def query(self) -> SelectQuery:
+    def query(self) -> SelectQuery | AssociationQuery:
         first = self.peek()
         word = self.keyword("SELECT", "ASSOCIATORS", "REFERENCES")
         if word is None:
             raise self.error(first, "SELECT, ASSOCIATORS OF or REFERENCES OF")
         if word != "SELECT":
-            self._association(word)
+            return self._association(word)
         properties = self._select_list()
         self.expect_keyword("FROM")
         cls = self.name("a class name")
@@ -339,49 +376,73 @@ class Parser:
             name += "." + self.name("a property name").value
         return Property(name, token.position)
 
-    def _association(self, word: str) -> None:
-        """Parse ``ASSOCIATORS OF {path} [WHERE ...]`` fully, the object path included, then refuse it."""
+    def _association(self, kind: str) -> AssociationQuery:
+        """``ASSOCIATORS OF {path} [WHERE ...]`` after its first word: each keyword at most once."""
         self.expect_keyword("OF")
         token = self.peek()
         if not self.punct("{"):
             raise self.error(token, "{ and an object path")
-        self._object_path(token.position)
+        path, path_position = self._object_path(token.position)
+        found: dict[str, Any] = {}
         if self.keyword("WHERE"):
+            allowed = _ASSOCIATORS_WORDS if kind == "ASSOCIATORS" else _REFERENCES_WORDS
             while True:
                 token = self.peek()
-                if token.kind == "eof":
+                if token.kind == "eof" and found:
                     break
-                if not (token.kind == "name" and token.value.upper() in _ASSOCIATION_WORDS):
+                upper = token.value.upper() if token.kind == "name" else None
+                if upper in ("AND", "OR"):
+                    raise WQLError(
+                        token.position, f"the keywords after WHERE in {kind} OF are separated by spaces, not {upper}"
+                    )
+                if upper not in _ASSOCIATION_WORDS:
                     raise self.error(token, "an ASSOCIATORS/REFERENCES keyword such as ResultClass or KeysOnly")
+                field = _ASSOCIATION_WORDS[upper]
+                if field not in allowed:
+                    words = ", ".join(_SPELLING[f] for f in allowed)
+                    raise WQLError(token.position, f"{kind} OF takes no {_SPELLING[field]} (it takes {words})")
+                if field in found:
+                    raise WQLError(token.position, f"{_SPELLING[field]} is given twice")
                 self.take()
-                if token.value.upper() not in ("CLASSDEFSONLY", "SCHEMAONLY", "KEYSONLY"):
-                    op = self.peek()
-                    if not (op.kind == "op" and op.value == "="):
-                        raise self.error(op, "=")
-                    self.take()
-                    self.name("a class or role name")
+                if field in _FLAGS:
+                    found[field] = token.position
+                    continue
+                op = self.peek()
+                if not (op.kind == "op" and op.value == "="):
+                    raise self.error(op, "=")
+                self.take()
+                name = self.name("a class name" if field.endswith("class") else "a name")
+                found[field] = Word(name.value, name.position)
         end = self.peek()
         if end.kind != "eof":
-            raise self.error(end, "WHERE or the end of the query")
-        raise NotSupported(
-            f"{word} OF queries are not supported yet: serversession has no association classes "
-            "(Win32_ServerConnection, Win32_ConnectionShare) so far"
-        )
+            raise self.error(end, "WHERE or the end of the query" if not found else "another keyword or the end")
+        for first, second in (
+            ("class_defs_only", "keys_only"),
+            ("schema_only", "class_defs_only"),
+            ("schema_only", "keys_only"),
+        ):
+            if first in found and second in found:
+                later = max(found[first], found[second])
+                raise WQLError(later, f"{_SPELLING[first]} and {_SPELLING[second]} exclude each other")
+        return AssociationQuery(kind, path, path_position, **found, text=self.text)
 
-    def _object_path(self, brace: int) -> None:
-        """Check the object path after ``{`` (not WQL: read as a path up to the ``}`` outside quotes)."""
+    def _object_path(self, brace: int) -> tuple[str, int]:
+        """The object path after ``{`` and the position of its first character (not WQL: read as
+        a path up to the ``}`` outside quotes, and checked for syntax)."""
         from ..model.objectpath import PathError, parse_path
 
         start = self.lexer.pos
         close = _closing_brace(self.text, start)
         if close < 0:
             raise WQLError(brace, "object path is not closed with }")
+        text = self.text[start:close]
         try:
-            parse_path(self.text[start:close])
+            parse_path(text)
         except PathError as exc:
             raise WQLError(start + exc.position, f"in the object path: {exc.reason}") from None
         self.lexer.pos = close + 1
         self._peeked = None
+        return text, start + 1
 
     def _seconds(self) -> None:
         """The number of seconds after WITHIN: above 0."""
@@ -510,19 +571,32 @@ _RESERVED = frozenset(
         "WITHIN",
     ]
 )
-_ASSOCIATION_WORDS = frozenset(
-    [
-        "ASSOCCLASS",
-        "CLASSDEFSONLY",
-        "REQUIREDASSOCQUALIFIER",
-        "REQUIREDQUALIFIER",
-        "RESULTCLASS",
-        "RESULTROLE",
-        "ROLE",
-        "SCHEMAONLY",
-        "KEYSONLY",
-    ]
-)
+# keyword (upper case) -> AssociationQuery field
+_ASSOCIATION_WORDS = {
+    "ASSOCCLASS": "assoc_class",
+    "RESULTCLASS": "result_class",
+    "ROLE": "role",
+    "RESULTROLE": "result_role",
+    "REQUIREDQUALIFIER": "required_qualifier",
+    "REQUIREDASSOCQUALIFIER": "required_assoc_qualifier",
+    "CLASSDEFSONLY": "class_defs_only",
+    "KEYSONLY": "keys_only",
+    "SCHEMAONLY": "schema_only",
+}
+_SPELLING = {
+    "assoc_class": "AssocClass",
+    "result_class": "ResultClass",
+    "role": "Role",
+    "result_role": "ResultRole",
+    "required_qualifier": "RequiredQualifier",
+    "required_assoc_qualifier": "RequiredAssocQualifier",
+    "class_defs_only": "ClassDefsOnly",
+    "keys_only": "KeysOnly",
+    "schema_only": "SchemaOnly",
+}
+_FLAGS = frozenset({"class_defs_only", "keys_only", "schema_only"})
+_ASSOCIATORS_WORDS = tuple(_SPELLING)
+_REFERENCES_WORDS = ("result_class", "role", "required_qualifier", "class_defs_only", "keys_only", "schema_only")
 
 
 def _closing_brace(text: str, start: int) -> int:
@@ -545,7 +619,7 @@ def _closing_brace(text: str, start: int) -> int:
     return -1
 
 
-def parse(text: str) -> SelectQuery:
+def parse(text: str) -> SelectQuery | AssociationQuery:
     """Parse a WQL query; WQLError (exit code 2) names the position of what is wrong."""
     if not isinstance(text, str):
         raise InvalidInput("a WQL query must be text")
