@@ -73,8 +73,13 @@ def test_query_errors(sandbox) -> None:
     # the query is checked before the source is read: a broken config does not hide a syntax error
     early = run_cli("query", "SELECT", "--smb-conf", "/nonexistent/smb.conf")
     assert early.returncode == 2 and "WQL error at 7" in early.stderr
-    events = run_cli("query", "SELECT * FROM __InstanceCreationEvent WITHIN 5", "--smb-conf", sandbox.conf_path)
-    assert events.returncode == 1 and "not supported yet" in events.stderr
+    events = run_cli(
+        "query",
+        "SELECT * FROM __InstanceCreationEvent WITHIN 5 WHERE TargetInstance ISA 'Win32_ServerSession'",
+        "--smb-conf",
+        sandbox.conf_path,
+    )
+    assert events.returncode == 1 and "serversession watch" in events.stderr
     source = run_cli("query", "SELECT * FROM Win32_ServerSession", "--smb-conf", "/nonexistent/smb.conf")
     assert source.returncode == 1 and "smb.conf not found" in source.stderr
 

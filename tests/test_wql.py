@@ -228,19 +228,21 @@ def test_errors_name_position_and_expectation(query: str, position: int | None, 
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "error", "message"),
     [
-        "SELECT * FROM __InstanceCreationEvent WITHIN 5 WHERE TargetInstance ISA 'Win32_ServerSession'",
-        "SELECT * FROM __InstanceDeletionEvent WHERE TargetInstance.UserName = 'alice'",
-        "SELECT * FROM Win32_ServerSession WITHIN 5",
-        "SELECT * FROM Win32_ServerSession WHERE UserName = 'a' GROUP WITHIN 10",
-        "SELECT * FROM __InstanceModificationEvent WITHIN 2.5 WHERE TargetInstance ISA 'Win32_ServerSession'"
-        " AND TargetInstance.IdleTime <> PreviousInstance.IdleTime GROUP WITHIN 60 BY TargetInstance.UserName"
-        " HAVING NumberOfEvents > 3",
+        ("SELECT * FROM __InstanceCreationEvent WITHIN 5 WHERE TargetInstance ISA 'Win32_ServerSession'",
+         NotSupported, "serversession watch"),
+        ("SELECT * FROM __InstanceDeletionEvent WHERE TargetInstance.UserName = 'alice'", WQLError, "WITHIN"),
+        ("SELECT * FROM Win32_ServerSession WITHIN 5", WQLError, "not an event class"),
+        ("SELECT * FROM Win32_ServerSession WHERE UserName = 'a' GROUP WITHIN 10", WQLError, "not an event class"),
+        ("SELECT * FROM __InstanceModificationEvent WITHIN 2.5 WHERE TargetInstance ISA 'Win32_ServerSession'"
+         " AND TargetInstance.IdleTime <> PreviousInstance.IdleTime GROUP WITHIN 60 BY TargetInstance.UserName"
+         " HAVING NumberOfEvents > 3", NotSupported, "aggregate"),
     ],
-)
-def test_events_are_parsed_then_refused(query: str) -> None:
-    with pytest.raises(NotSupported, match="not supported yet"):
+)  # fmt: skip
+def test_event_queries_are_parsed_then_sent_to_watch(query: str, error: type, message: str) -> None:
+    """A data query's compiler checks an event query whole, then points to `watch` (wql/events.py)."""
+    with pytest.raises(error, match=message):
         compile_query(query)
 
 

@@ -36,13 +36,14 @@ __all__ = [
     "query",
     "references",
     "sessions",
+    "watch",
 ]
 
 
 # The API and the model are imported on first use (PEP 562), so that ``python -m serversession``
 # and ``serversession.cli`` load only what the command they run needs.
 def __getattr__(name: str) -> Any:
-    if name in ("associators", "get", "instances", "query", "references", "sessions"):
+    if name in ("associators", "get", "instances", "query", "references", "sessions", "watch"):
         from . import api as module
     elif name == "CIMObject":
         from . import model as module  # type: ignore[no-redef]

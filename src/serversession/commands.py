@@ -380,6 +380,62 @@ def query_command(wql: str, fmt: str, **source: Any) -> None:
     emit(text, utf8=fmt != "table")
 
 
+@main.command("watch")
+@click.argument("wql", metavar="EVENT-WQL")
+@source_options
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True,
+              help="table: a line per event; json: JSON Lines, an event per line.")  # fmt: skip
+@click.option("--count", type=click.IntRange(1, None), help="Exit after N events.")
+def watch_command(wql: str, fmt: str, count: int | None, **source: Any) -> None:
+    """Print events as they happen, e.g. every logon and logoff:
+    "SELECT * FROM __InstanceOperationEvent WITHIN 5 WHERE TargetInstance ISA 'Win32_ServerSession'".
+
+    Polls the source every WITHIN seconds and prints each creation, deletion and modification
+    the query wants, flushed at once (json: one JSON object per line, for jq). Runs until
+    Ctrl-C (exit 0) or --count events. What appears and ends between two polls is missed, as in
+    WMI; a poll that fails is a warning and the watch goes on.
+    """
+    from .api import watch
+    from .formats import event_json, event_line
+
+    events = watch(wql, **source)
+    encoding = _encoding()
+    shown = 0
+    try:
+        for event in events:
+            line = event_json(event, _selected(wql)) if fmt == "json" else event_line(event, encoding)
+            emit(line + "\n", utf8=fmt == "json")
+            shown += 1
+            if count is not None and shown >= count:
+                break
+    except KeyboardInterrupt:  # Ctrl-C ends a watch: that is how it is used
+        pass
+    finally:
+        events.close()
+
+
+@main.command("top")
+@source_options
+@click.option("--interval", type=Seconds(0.5, 3600), default=2.0, show_default=True,
+              help="Seconds between refreshes, 0.5 to 3600.")  # fmt: skip
+@click.option("--sort", "sort_by", type=click.Choice(("idle", "opens", "active", "user", "computer")),
+              default="idle", show_default=True, help="Sort order (keys change it while running).")  # fmt: skip
+@click.option("--count", type=click.IntRange(1, None), help="Exit after N refreshes.")
+def top_command(interval: float, sort_by: str, count: int | None, **source: Any) -> None:
+    """A live view of the sessions, like top: sorted by idle time or open files, new sessions
+    and ending ones highlighted. Keys: i idle, o opens, a active, u user, c computer, r reverse,
+    q quit. When standard output is not a terminal, prints the table at each refresh instead."""
+    from .top import run_top
+
+    run_top(interval=interval, sort_by=sort_by, count=count, **source)
+
+
+def _selected(wql: str) -> tuple[str, ...] | None:
+    from .wql.events import compile_event
+
+    return compile_event(wql).properties
+
+
 @main.command("get")
 @click.argument("path", metavar="OBJECTPATH")
 @source_options

@@ -435,3 +435,59 @@ def render(
     if fmt == "table":
         return to_table(instances, cls, width, properties, encoding)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+# --- events (serversession watch) ---------------------------------------------------------------
+
+EVENT_VERBS = {
+    "__InstanceCreationEvent": "created",
+    "__InstanceDeletionEvent": "deleted",
+    "__InstanceModificationEvent": "modified",
+}
+
+
+def _embedded(instance: CIMObject) -> dict[str, Any]:
+    """An event's TargetInstance or PreviousInstance as JSON: system properties, then properties."""
+    row = instance.system_properties()
+    row.update(instance.to_dict())
+    return {key: _plain(value) for key, value in row.items()}
+
+
+def event_json(event: Any, properties: Sequence[str] | None = None) -> str:
+    """One event as one line of JSON (JSON Lines): ``__CLASS``, ``TIME_CREATED``, ``TargetInstance``
+    and, for a modification, ``PreviousInstance`` (``properties``: those the query selected)."""
+    row: dict[str, Any] = {"__CLASS": event.classname}
+    if properties is None or "TIME_CREATED" in properties:
+        row["TIME_CREATED"] = event.time_created
+    if properties is None or "TargetInstance" in properties:
+        row["TargetInstance"] = _embedded(event.target)
+    if event.previous is not None and (properties is None or "PreviousInstance" in properties):
+        row["PreviousInstance"] = _embedded(event.previous)
+    return json.dumps(row, separators=(",", ":"))  # ASCII: any character of a hostile name escaped
+
+
+def event_line(event: Any, encoding: str = "utf-8") -> str:
+    """One event as one line for people: local time, what happened, the instance's path and, for a
+    modification, what changed (``ResourcesOpened 1->2``); control characters made visible."""
+    from .model.instances import local_datetime
+    from .wql.events import unix_time
+
+    when = local_datetime(unix_time(event.time_created)).strftime("%Y-%m-%d %H:%M:%S")
+    verb = EVENT_VERBS.get(event.classname, event.classname)
+    text = f"{when}  {verb:<8}  {event.target.path}"
+    if event.previous is not None:
+        before = event.previous.to_dict()
+        changes = [
+            f"{name} {_short(before[name])}->{_short(value)}"
+            for name, value in event.target.to_dict().items()
+            if before[name] != value
+        ]
+        if changes:
+            text += "  " + ", ".join(changes)
+    return visible(text, encoding)
+
+
+def _short(value: Any) -> str:
+    value = _plain(value)
+    text = "null" if value is None else str(value)
+    return text if len(text) <= 64 else text[:61] + "..."

@@ -127,6 +127,14 @@ def _compile(text: str) -> CompiledQuery | CompiledAssociation:
     query = wql.parse(text)
     if isinstance(query, wql.AssociationQuery):
         return _compile_association(query)
+    if isinstance(query, wql.EventQuery):
+        from .events import compile_event
+
+        compile_event(text)  # an invalid event query is an error (exit 2) like any other
+        raise NotSupported(
+            "an event query is answered as events arrive, not at once: "
+            "serversession watch 'QUERY' (or serversession.watch()) answers it"
+        )
     schema = load_schema()
     try:
         cls = schema.get(query.classname)

@@ -141,6 +141,22 @@ class SelectQuery:
 
 
 @dataclass(frozen=True)
+class EventQuery:
+    """``SELECT ... FROM EventClass [WITHIN seconds] [WHERE ...] [GROUP WITHIN ...]``, checked for
+    syntax only: the event class, the WHERE over ``TargetInstance.Prop``/``PreviousInstance.Prop``
+    and the rest are checked by the event compiler (wql/events.py)."""
+
+    properties: tuple[Property, ...] | None
+    classname: str
+    class_position: int
+    within: Any  # seconds (int or Decimal) or None
+    within_position: int  # of WITHIN, or 0
+    where: Node | None
+    group_position: int  # of GROUP, or 0
+    text: str
+
+
+@dataclass(frozen=True)
 class Word:
     """The name given to a keyword of ``ASSOCIATORS OF``/``REFERENCES OF`` (``ResultClass = Win32_Share``)."""
 
@@ -334,7 +350,7 @@ class Parser:
         return self.take()
 
     # grammar
-    def query(self) -> SelectQuery | AssociationQuery:
+    def query(self) -> SelectQuery | AssociationQuery | EventQuery:
         first = self.peek()
         word = self.keyword("SELECT", "ASSOCIATORS", "REFERENCES")
         if word is None:
@@ -345,20 +361,25 @@ class Parser:
         self.expect_keyword("FROM")
         cls = self.name("a class name")
         event = cls.value.lower() in EVENT_CLASSES
+        within, within_position, group_position = None, 0, 0
+        within_token = self.peek()
         if self.keyword("WITHIN"):
-            self._seconds()
+            within, within_position = self._seconds(), within_token.position
             event = True
         where = None
         if self.keyword("WHERE"):
             where = self.expr()
+        group_token = self.peek()
         if self.keyword("GROUP"):
             self._group()
-            event = True
+            event, group_position = True, group_token.position
         token = self.peek()
         if token.kind != "eof":
             raise self.error(token, "WHERE or the end of the query" if where is None else "AND, OR or the end")
-        if event:  # parsed whole, so that an invalid event query is an error (exit 2), not this
-            self._event_query()
+        if event:  # parsed whole: an invalid event query is an error (exit 2) like any other
+            return EventQuery(
+                properties, cls.value, cls.position, within, within_position, where, group_position, self.text
+            )
         return SelectQuery(properties, cls.value, cls.position, where, self.text)
 
     def _select_list(self) -> tuple[Property, ...] | None:
@@ -444,11 +465,12 @@ class Parser:
         self._peeked = None
         return text, start + 1
 
-    def _seconds(self) -> None:
+    def _seconds(self) -> Any:
         """The number of seconds after WITHIN: above 0."""
         token = self.take()
         if token.kind != "number" or not token.value > 0:
             raise self.error(token, "a number of seconds above 0")
+        return token.value
 
     def _group(self) -> None:
         """``GROUP WITHIN seconds [BY property, ...] [HAVING expr]``, after GROUP."""
@@ -460,12 +482,6 @@ class Parser:
                 self._property()
         if self.keyword("HAVING"):
             self.expr()
-
-    def _event_query(self) -> None:
-        raise NotSupported(
-            "event queries (WITHIN, GROUP, HAVING, __Instance*Event) are not supported yet; "
-            "serversession watch will answer them"
-        )
 
     def expr(self) -> Node:
         operands = [self.conjunction()]
@@ -619,7 +635,7 @@ def _closing_brace(text: str, start: int) -> int:
     return -1
 
 
-def parse(text: str) -> SelectQuery | AssociationQuery:
+def parse(text: str) -> SelectQuery | AssociationQuery | EventQuery:
     """Parse a WQL query; WQLError (exit code 2) names the position of what is wrong."""
     if not isinstance(text, str):
         raise InvalidInput("a WQL query must be text")
