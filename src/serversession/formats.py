@@ -311,7 +311,8 @@ def human_duration(seconds: int | None) -> str:
     return f"{days}d {text}" if days else text
 
 
-def _cell(instance: CIMObject, prop: str, cls: ClassDef) -> str:
+def cell_text(instance: CIMObject, prop: str, cls: ClassDef) -> str:
+    """The text of one table cell: durations, value maps, (anonymous), as `list` shows them."""
     if prop not in cls.properties:  # a subclass's own property in a table of several classes
         cls = load_schema().get(instance.classname)
         if prop not in cls.properties:
@@ -371,7 +372,7 @@ def to_table(
         )
         table.add_column(Text(heading), justify="right" if numeric else "left", overflow="fold")
     for instance in instances:
-        cells = [_cell(instance, prop, cls) for _, prop in columns]
+        cells = [cell_text(instance, prop, cls) for _, prop in columns]
         if server:
             cells.insert(0, instance.server or "-")
         table.add_row(*(Text(visible(cell, encoding)) for cell in cells))
