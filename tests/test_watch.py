@@ -124,7 +124,8 @@ def test_logon_file_opens_and_logoff_of_a_real_client(sandbox, watches) -> None:
     gone = time.monotonic()
     when, event = every.until(lambda e: e["__CLASS"] != "__InstanceModificationEvent", timeout=WITHIN + 5)
     assert event["__CLASS"] == "__InstanceDeletionEvent" and event["TargetInstance"]["UserName"] == "carol"
-    assert event["TargetInstance"]["ResourcesOpened"] == 2  # as last seen
+    # as the last poll saw it: 2, or 0 when a poll fell while smbd was tearing down (files first)
+    assert event["TargetInstance"]["ResourcesOpened"] in (0, 2)
     assert when - gone <= WITHIN + 1
     for watch in (every, opened):
         code, errors = watch.stop()

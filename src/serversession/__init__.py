@@ -8,6 +8,8 @@
 >>> serversession.instances("CIM_LogicalElement")  # a class and its subclasses, from one read
 >>> serversession.associators('Win32_ServerSession.ComputerName="10.0.0.7",UserName="alice"')  # her connections
 >>> serversession.references('Win32_Share.Name="data"')  # the Win32_ConnectionShare instances of a share
+>>> serversession.close_session(client_user="alice").code  # 0: every session of alice ended (root)
+>>> serversession.close_file(path="/srv/data/report.xlsx", what_if=True).matched  # who has it open
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidInput, NotFound, ServerSessionError, SourceDataError, SourceTimeout, SourceUnavailable
 
 if TYPE_CHECKING:
-    from .api import associators, get, instances, query, references, sessions
+    from .api import associators, close_file, close_session, get, instances, query, references, sessions
     from .model import CIMObject
 
 __version__ = "0.1.0"
@@ -31,6 +33,8 @@ __all__ = [
     "SourceTimeout",
     "SourceUnavailable",
     "associators",
+    "close_file",
+    "close_session",
     "get",
     "instances",
     "query",
@@ -43,7 +47,8 @@ __all__ = [
 # The API and the model are imported on first use (PEP 562), so that ``python -m serversession``
 # and ``serversession.cli`` load only what the command they run needs.
 def __getattr__(name: str) -> Any:
-    if name in ("associators", "get", "instances", "query", "references", "sessions", "watch"):
+    if name in ("associators", "close_file", "close_session", "get", "instances", "query", "references", "sessions",
+                "watch"):  # fmt: skip
         from . import api as module
     elif name == "CIMObject":
         from . import model as module  # type: ignore[no-redef]

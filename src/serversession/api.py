@@ -12,8 +12,10 @@ from .sources import DEFAULT_TIMEOUT, open_source, read_snapshot
 from .sources.remote import SMB_PORT
 
 if TYPE_CHECKING:
+    from .close import CloseReport, Confirm
     from .model.objectpath import ObjectPath
     from .sources.base import Snapshot
+    from .sources.closing import Closer
     from .sources.multi import HostFailure
     from .wql import ClassDefsResult, QueryResult
     from .wql.events import Event
@@ -379,3 +381,97 @@ def get(path: str, **source_options: Any) -> CIMObject:
 
     wanted = resolve_path(path)
     return find_instance(wanted, instances(wanted.classname, **source_options))
+
+
+def close_session(
+    session_id: int | str | Sequence[int | str] | None = None,
+    *,
+    client_computer: str | None = None,
+    client_user: str | None = None,
+    what_if: bool = False,
+    confirm: Confirm | None = None,
+    **source_options: Any,
+) -> CloseReport:
+    """End the sessions named by id (``MSFT_SmbSession.SessionId``: an int, decimal or ``0x``
+    text, or a list of them), ``client_computer`` and ``client_user`` (all given must match;
+    ids are alternatives), e.g. ``close_session(client_user="alice")``. DESIGN.md 2c.
+
+    The local Samba ends each session alone (smbd's session-close message; root only); srvsvc
+    calls ``NetrSessionDel`` per (computer, user) and has no session ids. ``what_if``: only
+    find what matches. ``confirm(matched)`` is asked before anything is closed (False: nothing
+    is). The :class:`~serversession.close.CloseReport` has ``matched`` (MSFT_SmbSession, or
+    Win32_ServerSession over srvsvc), one ``Outcome`` per close (``closed``, ``code``, ``reason``,
+    ``also``: sessions that ended with it unasked) and ``code``: 0 when all that matched was
+    closed, 1168 (ERROR_NOT_FOUND) when nothing matched, else a Win32 error code: what
+    ``MSFT_SmbSession.ForceClose()`` returns. ``source_options`` are those of :func:`sessions`
+    (``user`` is the srvsvc account, not a selector).
+
+    :raises serversession.errors.InvalidInput: no selector, a malformed id, bad source options.
+    :raises serversession.errors.AccessDenied: closing on the local Samba without root.
+    :raises serversession.errors.ServerSessionError: the source cannot be read.
+    """
+    from .close import Selection, close_sessions
+
+    selection = Selection.sessions(session_id, client_computer, client_user)
+    closer, timeout = _closer(**source_options)
+    return close_sessions(closer, selection, timeout, _flag(what_if, "what_if"), confirm)
+
+
+def close_file(
+    file_id: int | str | Sequence[int | str] | None = None,
+    *,
+    path: str | None = None,
+    session_id: int | str | None = None,
+    client_computer: str | None = None,
+    client_user: str | None = None,
+    what_if: bool = False,
+    confirm: Confirm | None = None,
+    **source_options: Any,
+) -> CloseReport:
+    """Close the open handles named by id (``MSFT_SmbOpenFile.FileId``, one or a list), ``path``
+    (a glob on the server path), ``session_id``, ``client_computer`` and ``client_user``, e.g.
+    ``close_file(path="/srv/data/*.xlsx")``. The local Samba closes each handle with smbd's
+    close-file message (root only); srvsvc calls ``NetrFileClose``. The rest as :func:`close_session`;
+    ``code`` is what ``MSFT_SmbOpenFile.ForceClose()`` returns.
+    """
+    from .close import Selection, close_files
+
+    selection = Selection.files(file_id, path, session_id, client_computer, client_user)
+    closer, timeout = _closer(**source_options)
+    return close_files(closer, selection, timeout, _flag(what_if, "what_if"), confirm)
+
+
+def _closer(
+    source: str = "auto",
+    smb_conf: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    hosts: Sequence[str] = (),
+    hosts_file: str | None = None,
+    smb_port: int = SMB_PORT,
+    user: str | None = None,
+    password: str | None = None,
+    password_file: str | None = None,
+) -> tuple[Closer, float]:
+    """The closer of the source the options name, checked as :func:`snapshot_reader` checks them."""
+    from .sources.closing import open_closer
+
+    texts = {"smb_conf": smb_conf, "hosts_file": hosts_file, "password_file": password_file, "user": user}
+    _check(timeout, smb_port, texts)
+    _check_password(password)
+    closer = open_closer(
+        source,
+        smb_conf=smb_conf,
+        hosts=_host_list(hosts),
+        hosts_file=hosts_file,
+        smb_port=smb_port,
+        user=user,
+        password=password,
+        password_file=password_file,
+    )
+    return closer, float(timeout)
+
+
+def _flag(value: bool, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be True or False")
+    return value

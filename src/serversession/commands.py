@@ -63,12 +63,16 @@ def _not_empty(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def source_options(
-    command: Callable[..., Any] | None = None, *, port_flags: tuple[str, ...] = ("--port", "--smb-port")
+    command: Callable[..., Any] | None = None,
+    *,
+    port_flags: tuple[str, ...] = ("--port", "--smb-port"),
+    user_flags: tuple[str, ...] = ("--user",),
 ) -> Any:
     """The options every reading command takes (``@source_options``, or with ``port_flags``
-    for a command whose own ``--port`` is something else)."""
+    for a command whose own ``--port`` is something else, ``user_flags`` for one whose own
+    ``--user`` is something else)."""
     if command is None:
-        return lambda function: source_options(function, port_flags=port_flags)
+        return lambda function: source_options(function, port_flags=port_flags, user_flags=user_flags)
     options = [
         click.option(
             "--source",
@@ -113,7 +117,8 @@ def source_options(
             help="SMB port of the hosts given without one.",
         ),
         click.option(
-            "--user",
+            *user_flags,
+            "user",
             metavar="DOMAIN\\USER",
             callback=_not_empty,
             help="Account for srvsvc (USER or USER@DOMAIN work too).",
@@ -430,6 +435,83 @@ def top_command(interval: float, sort_by: str, count: int | None, **source: Any)
     run_top(interval=interval, sort_by=sort_by, count=count, **source)
 
 
+def close_options(command: Callable[..., Any]) -> Any:
+    """What close-session and close-file share: the source options (the srvsvc account is
+    --account there: --user names whose sessions or files to close), --force and --what-if."""
+    for option in (
+        click.option("--what-if", "what_if", is_flag=True, help="Show what matches; close nothing."),
+        click.option("--force", is_flag=True, help="Close without asking (needed when stdin is no terminal)."),
+        click.option("--user", "client_user", metavar="NAME", callback=_not_empty, help="The client's user name."),
+        click.option(
+            "--computer",
+            "client_computer",
+            metavar="NAME",
+            callback=_not_empty,
+            help="The client computer, as ComputerName shows it (NetBIOS name or address).",
+        ),
+    ):
+        command = option(command)
+    return source_options(command, user_flags=("--account",))
+
+
+@main.command("close-session")
+@click.option(
+    "--session-id", "session_id", metavar="ID", multiple=True, help="SessionId (decimal or 0x hex); repeatable."
+)
+@close_options
+def close_session_command(force: bool, what_if: bool, **options: Any) -> int:
+    """End sessions, as Close-SmbSession and `net session \\\\CLIENT /delete` do: those with a
+    --session-id (MSFT_SmbSession.SessionId), from --computer, of --user (all given must match).
+
+    Shows what matches, asks (unless --force), and says what was closed. The local Samba ends
+    each session alone (needs root); --host ends them over MS-SRVS (NetrSessionDel, by computer
+    and user). Exit 0 when all that matched was closed, 1 when nothing matched or a close failed.
+    """
+    from .close.cli import run_close
+
+    selectors = {k: options.pop(k) or None for k in ("session_id", "client_computer", "client_user")}
+    return run_close("session", selectors, force, what_if, options, _table_width("table"), _encoding())
+
+
+@main.command("close-file")
+@click.option("--file-id", "file_id", metavar="ID", multiple=True, help="FileId (decimal or 0x hex); repeatable.")
+@click.option("--path", metavar="GLOB", callback=_not_empty, help="Files whose server path matches (fnmatch).")
+@click.option("--session-id", "session_id", metavar="ID", help="Files of this SessionId.")
+@close_options
+def close_file_command(force: bool, what_if: bool, **options: Any) -> int:
+    """Close open files, as Close-SmbOpenFile does: a --file-id (MSFT_SmbOpenFile.FileId), those
+    whose --path matches, of a --session-id, from --computer, of --user (all given must match).
+
+    Shows what matches, asks (unless --force), and says what was closed; the file's byte-range
+    locks go with it. Exit 0 when all that matched was closed, 1 when nothing matched or a close failed.
+    """
+    from .close.cli import run_close
+
+    keys = ("file_id", "path", "session_id", "client_computer", "client_user")
+    selectors = {k: options.pop(k) or None for k in keys}
+    return run_close("file", selectors, force, what_if, options, _table_width("table"), _encoding())
+
+
+@main.command("exporter")
+@source_options(port_flags=("--smb-port",))  # --port is the exporter's
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=9923, show_default=True,
+              help="Port (9922 is Samba's own smb_prometheus_endpoint).")  # fmt: skip
+@click.option("--web-config-file", metavar="FILE", callback=_not_empty,
+              help="Prometheus web configuration (TLS, basic auth), as the official exporters read it.")  # fmt: skip
+@click.option("--max-age", type=Seconds(0, 3600), default=10.0, show_default=True,
+              help="Serve scrapes from a read no older than this many seconds.")  # fmt: skip
+@click.option("--per-user", is_flag=True, help="Add per-user series (capped, with a warning).")
+def exporter_command(bind: str, port: int, web_config_file: str | None, max_age: float, per_user: bool,
+                     **source: Any) -> None:  # fmt: skip
+    """A Prometheus exporter of the sessions, idle times and open files on /metrics (the text
+    format, or OpenMetrics when the scraper asks for it). Several --host: every series has a
+    host label, and a host that fails sets its serversession_up to 0."""
+    from .exporter import run_exporter
+
+    run_exporter(bind=bind, port=port, web_config_file=web_config_file, max_age=max_age, per_user=per_user, **source)
+
+
 def _selected(wql: str) -> tuple[str, ...] | None:
     from .wql.events import compile_event
 
@@ -507,6 +589,17 @@ def _encoding() -> str:
     show_default=True,
     help="Requests handled at once; more are answered 503.",
 )
+@click.option("--state-dir", metavar="DIR", callback=_not_empty,
+              help="Where indication subscriptions are kept across restarts "
+              "[default: /var/lib/serversession for root, else ~/.local/state/serversession].")  # fmt: skip
+@click.option("--poll-interval", type=Seconds(0.5, 86400), default=5.0, show_default=True,
+              help="Seconds between polls for DMTF-style indication filters (WMI-style ones say WITHIN).")  # fmt: skip
+@click.option("--allow-destination", "allow_destinations", metavar="HOST", multiple=True, callback=_not_empty,
+              help="A listener host off loopback that indications may be sent to; repeatable.")  # fmt: skip
+@click.option("--subscriber", "subscribers", metavar="USER", multiple=True, callback=_not_empty,
+              help="A user who may create indication subscriptions (default: every authenticated user); repeatable.")  # fmt: skip
+@click.option("--no-auth-subscriptions", is_flag=True,
+              help="With --no-auth: let anyone create indication subscriptions (refused otherwise).")  # fmt: skip
 def serve_command(
     bind: str,
     port: int | None,
@@ -521,10 +614,16 @@ def serve_command(
     access_log: str | None,
     request_timeout: float,
     max_requests: int,
+    state_dir: str | None,
+    poll_interval: float,
+    allow_destinations: tuple[str, ...],
+    subscribers: tuple[str, ...],
+    no_auth_subscriptions: bool,
     **source: Any,
 ) -> None:
     """Answer CIM-XML (DSP0200) on /cimom, so WBEM clients (pywbem, wbemcli) see the sessions
-    and the rest of the class family, in root/cimv2 and root/Microsoft/Windows/SMB."""
+    and the rest of the class family, in root/cimv2 and root/Microsoft/Windows/SMB, and send
+    indications of their changes to listeners subscribed in root/interop (DSP1054)."""
     from .server import ServeOptions, serve, source_reader
     from .server.limits import Limits
 
@@ -542,5 +641,10 @@ def serve_command(
         access_log=access_log,
         limits=Limits(request_timeout=request_timeout, max_in_flight=max_requests),
         source_timeout=source.get("timeout"),
+        state_dir=state_dir,
+        poll_interval=poll_interval,
+        allow_destinations=allow_destinations,
+        subscribers=subscribers,
+        no_auth_subscriptions=no_auth_subscriptions,
     )
     serve(options, source_reader(**source), lambda text: click.echo(text, err=True))

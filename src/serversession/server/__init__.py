@@ -50,6 +50,12 @@ class ServeOptions:
     access_log: str | None = None  # a file; "-" for stderr
     limits: Any = field(default=None)
     source_timeout: float | None = None  # --timeout of the source options, checked here too
+    # indications (root/interop, server/interop.py)
+    state_dir: str | None = None  # None: state.default_state_dir()
+    poll_interval: float = 5.0  # WITHIN of DMTF-style filters
+    allow_destinations: tuple[str, ...] = ()
+    subscribers: tuple[str, ...] = ()  # empty: every authenticated user
+    no_auth_subscriptions: bool = False
 
 
 def _is_loopback(host: str) -> bool:
@@ -82,6 +88,16 @@ def check_options(options: ServeOptions) -> None:
         _seconds("--request-timeout", options.limits.request_timeout, 0.1)
     if options.source_timeout is not None:
         _seconds("--timeout", options.source_timeout, 0.1)
+    _seconds("--poll-interval", options.poll_interval, 0.5)
+    if options.no_auth_subscriptions and not options.no_auth:
+        raise InvalidInput("--no-auth-subscriptions goes with --no-auth (authenticated users may subscribe anyway)")
+    if options.subscribers and options.no_auth:
+        raise InvalidInput("--subscriber names users: it needs --htpasswd or --pam, not --no-auth")
+    for host in options.allow_destinations:
+        if not host.strip() or not host.isprintable() or any(c in host for c in "/@ "):
+            raise InvalidInput(f"--allow-destination takes a host name or address, not {host!r}")
+    if options.state_dir is not None and (not options.state_dir.strip() or "\0" in options.state_dir):
+        raise InvalidInput("--state-dir needs a directory")
 
 
 def _seconds(option: str, value: float, low: float) -> None:
@@ -309,6 +325,8 @@ def serve(options: ServeOptions, read: Callable[..., Any], echo: Callable[[str],
         repository = Repository(snapshot=read, max_age=options.max_age)
     else:
         repository = Repository(read, max_age=options.max_age)
+    if _takes_parts(read):
+        repository.interop = _interop(options, repository, read)
     server = Server(repository, authenticator, options.limits or Limits())
 
     async def main() -> None:
@@ -324,7 +342,7 @@ def serve(options: ServeOptions, read: Callable[..., Any], echo: Callable[[str],
             await runner.cleanup()
             raise ServerSessionError(f"cannot listen on {options.bind}:{port}: {exc.strerror}") from None
         scheme = "https" if context else "http"
-        spaces = "root/cimv2 and root/Microsoft/Windows/SMB" if _takes_parts(read) else "root/cimv2"
+        spaces = "root/cimv2, root/Microsoft/Windows/SMB and root/interop" if _takes_parts(read) else "root/cimv2"
         echo(f"serving {spaces} on {scheme}://{options.bind}:{port}/cimom (Ctrl-C stops)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -341,6 +359,29 @@ def serve(options: ServeOptions, read: Callable[..., Any], echo: Callable[[str],
         if listener is not None:
             listener.stop()
     _exit_past_stuck_workers()
+
+
+def _interop(options: ServeOptions, repository: Any, read: Callable[..., Any]) -> Any:
+    """root/interop with the subscriptions kept in the state directory (locked, loaded now: an
+    unreadable state file is an error before anything listens, a damaged one a warning)."""
+    from ..events import Hub
+    from .interop import Interop
+    from .state import StateFile, default_state_dir
+    from .subscriptions import Policy, Store
+
+    state = StateFile(options.state_dir or default_state_dir())
+    state.open(explicit=options.state_dir is not None)
+    policy = Policy(
+        poll_interval=options.poll_interval,
+        allowed_hosts=tuple(options.allow_destinations),
+        subscribers=tuple(options.subscribers) or None,
+        authenticated=not options.no_auth,
+        unauthenticated=options.no_auth_subscriptions,
+    )
+    store = Store(policy, Hub(read), state, repository.host)
+    interop = Interop(repository, store)
+    store.restore()
+    return interop
 
 
 def _exit_past_stuck_workers(grace: float = 2.0) -> None:

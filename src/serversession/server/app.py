@@ -71,10 +71,16 @@ class Server:
         return app
 
     async def _background(self, app: web.Application) -> Any:
-        """While the server runs: notice a changed htpasswd file every second (see LoginGate)."""
+        """While the server runs: notice a changed htpasswd file every second (see LoginGate),
+        and deliver indications (root/interop)."""
         task = asyncio.ensure_future(self._watch()) if self.logins is not None else None
         warming = asyncio.get_running_loop().run_in_executor(None, self._warm)
+        interop = self.repository.interop
+        if interop is not None:  # indication subscriptions: senders and restored subscriptions
+            await interop.start()
         yield
+        if interop is not None:
+            await interop.stop()
         await warming
         if task is not None:
             task.cancel()
@@ -251,7 +257,7 @@ def _check_headers(headers: dict[str, str], request: Request) -> None:
 
 
 def _target(request: Request) -> str | None:
-    for name in ("classname", "instancename"):
+    for name in ("classname", "instancename", "newinstance", "objectname"):
         value = request.params.get(name)
         if value is not None:
             return str(getattr(value, "classname", value))[:200]

@@ -97,6 +97,8 @@ PARAMETERS: dict[str, frozenset[str]] = {
         "pullinstancepaths": ("enumerationcontext", "maxobjectcount"),
         "pullinstances": ("enumerationcontext", "maxobjectcount"),
         "closeenumeration": ("enumerationcontext",),
+        "createinstance": ("newinstance",),  # in root/interop (server/interop.py); refused elsewhere
+        "deleteinstance": ("instancename",),
     }.items()
 }
 
@@ -224,6 +226,7 @@ class Repository:
         self.context_chars = MAX_CONTEXT_CHARS
         self.pool = pool
         self.queries: QueryRunner | None = None  # set by the server: queries in child processes
+        self.interop: Any = None  # root/interop (server/interop.py), set by serve
         self.contexts: dict[str, Context] = {}
         self._state = threading.Lock()  # contexts and the fragment cache
         self._render = threading.Lock()  # one rendering at a time (the others reuse its result)
@@ -264,15 +267,23 @@ class Repository:
     # --- dispatch -------------------------------------------------------------------------
 
     async def handle(self, request: Request, user: str) -> bytes:
-        namespace = namespace_name(request.namespace) if isinstance(request.namespace, str) else None
-        if namespace is None:
-            shown = request.namespace[:200] if isinstance(request.namespace, str) else request.namespace
-            raise CIMError(CIM_ERR_INVALID_NAMESPACE, f"no namespace {shown!r}; this server has {', '.join(MOF_FILES)}")
+        from .interop import INTEROP, is_interop
+
         name = request.method.lower()
-        method = self._methods.get(name)
-        if method is None:
-            what = "this server is read-only" if name in READ_ONLY else "not supported"
-            raise CIMError(CIM_ERR_NOT_SUPPORTED, f"{request.method}: {what}")
+        if self.interop is not None and is_interop(request.namespace):
+            namespace, method = INTEROP, self.interop.method(request.method)
+        else:
+            namespace = namespace_name(request.namespace) if isinstance(request.namespace, str) else None
+            if namespace is None:
+                shown = request.namespace[:200] if isinstance(request.namespace, str) else request.namespace
+                spaces = ", ".join((*MOF_FILES, *((INTEROP,) if self.interop is not None else ())))
+                raise CIMError(CIM_ERR_INVALID_NAMESPACE, f"no namespace {shown!r}; this server has {spaces}")
+            method = self._methods.get(name)
+            if method is None:
+                what = "this server is read-only" if name in READ_ONLY else "not supported"
+                if name in ("createinstance", "deleteinstance") and self.interop is not None:
+                    what += f" here (indication subscriptions are created in {INTEROP})"
+                raise CIMError(CIM_ERR_NOT_SUPPORTED, f"{request.method}: {what}")
         unknown = sorted(set(request.params) - PARAMETERS[name])
         if unknown:
             raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{request.method} has no parameter {unknown[0][:100]}")
@@ -376,34 +387,7 @@ class Repository:
         return [c for c in self.schema.subclasses(base) if c != base]
 
     def _cim_class(self, name: str, local_only: bool, qualifiers: bool, origin: bool, plist: Any) -> Any:
-        cls = copy.deepcopy(self.classes[name.lower()])  # the edits below must not reach the shared class
-        if not local_only:  # add what the class inherits, as DSP0004 propagation says
-            for kind in ("properties", "methods"):
-                inherited = {}
-                members = getattr(cls, kind)
-                for ancestor in self.schema.superclasses(name):
-                    for member in getattr(self.classes[ancestor.lower()], kind).values():
-                        if member.name not in members and member.name not in inherited:
-                            propagated = copy.deepcopy(member)
-                            propagated.propagated = True
-                            propagated.class_origin = ancestor
-                            inherited[member.name] = propagated
-                members.update(inherited)
-        wanted = _property_filter(plist)
-        for pname in list(cls.properties):
-            prop = cls.properties[pname]
-            if wanted is not None and pname.lower() not in wanted:
-                del cls.properties[pname]
-                continue
-            _member_flags(prop, name, origin, qualifiers)
-        for method in cls.methods.values():
-            _member_flags(method, name, origin, qualifiers)
-            if not qualifiers:
-                for parameter in method.parameters.values():
-                    parameter.qualifiers = {}
-        if not qualifiers:
-            cls.qualifiers = {}
-        return cls
+        return shape_class(self.classes, self.schema.superclasses(name), name, local_only, qualifiers, origin, plist)
 
     def enumerate_class_names(self, call: Call) -> bytes:
         request = call.request
@@ -908,6 +892,41 @@ def _max_object_count(request: Request, default: int | None) -> int:
     if not 0 <= count <= UINT32_MAX:
         raise CIMError(CIM_ERR_INVALID_PARAMETER, f"MaxObjectCount must be 0 to {UINT32_MAX} (a uint32)")
     return count
+
+
+def shape_class(
+    classes: Any, chain: list[str], name: str, local_only: bool, qualifiers: bool, origin: bool, plist: Any
+) -> Any:
+    """A copy of the class ``name`` (``classes``: lower-case name to pywbem.CIMClass, each with its
+    own members; ``chain``: its superclasses, nearest first) as GetClass's flags ask for it."""
+    cls = copy.deepcopy(classes[name.lower()])  # the edits below must not reach the shared class
+    if not local_only:  # add what the class inherits, as DSP0004 propagation says
+        for kind in ("properties", "methods"):
+            inherited = {}
+            members = getattr(cls, kind)
+            for ancestor in chain:
+                for member in getattr(classes[ancestor.lower()], kind).values():
+                    if member.name not in members and member.name not in inherited:
+                        propagated = copy.deepcopy(member)
+                        propagated.propagated = True
+                        propagated.class_origin = ancestor
+                        inherited[member.name] = propagated
+            members.update(inherited)
+    wanted = _property_filter(plist)
+    for pname in list(cls.properties):
+        prop = cls.properties[pname]
+        if wanted is not None and pname.lower() not in wanted:
+            del cls.properties[pname]
+            continue
+        _member_flags(prop, cls.classname, origin, qualifiers)
+    for method in cls.methods.values():
+        _member_flags(method, cls.classname, origin, qualifiers)
+        if not qualifiers:
+            for parameter in method.parameters.values():
+                parameter.qualifiers = {}
+    if not qualifiers:
+        cls.qualifiers = {}
+    return cls
 
 
 def _property_filter(plist: Any) -> set[str] | None:

@@ -67,7 +67,14 @@ def evaluate(query: str, instances: Iterable[CIMObject]) -> Answer:
     (whose instances must come from one snapshot). QueryFailed for what cannot be answered."""
     from ..errors import InvalidInput, NotFound
     from ..wql import ClassDefsResult, NotSupported, compile_wql
+    from ..wql.events import is_event_query
 
+    if is_event_query(query):  # answered as events arrive, to a subscribed listener: never at once
+        raise QueryFailed(
+            "unsupported",
+            "an event query is not answered by a query operation: subscribe to it in root/interop "
+            "(a CIM_IndicationFilter with this query, see docs/server.md, Indications)",
+        )
     try:
         result = compile_wql(query).run(instances)
     except NotSupported as exc:
