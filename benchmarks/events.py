@@ -6,7 +6,8 @@ instance per SMB session, so every logon and logoff is an event) with ``WITHIN 1
 ``--seconds`` seconds logs on ``--rate`` new sessions and logs off as many old ones every second
 (smbprotocol, in a few threads; each lives ``--lifetime`` seconds). It prints:
 
-- the events out per second, and how many of the logons and logoffs were reported;
+- the events out per second, and how many of the logons and logoffs were reported, for the watch
+  and for a pywbem WBEMListener subscribed to the same query through `serversession serve`;
 - the delay from each logon or logoff (when the client's call returned) to the line of its
   event reaching the reader: median, 95th percentile, maximum (WITHIN 1: about 0.5 s is expected);
 - the CPU time of the watch process per poll, against the CPU time of one ``smbstatus --json``
@@ -104,6 +105,79 @@ class Churn:
             time.sleep(0.005)
         for session in live:
             session.disconnect()
+            with self.lock:
+                self.logoffs[session.session_id] = time.monotonic()
+
+
+class Listening:
+    """``serversession serve`` (no authentication, loopback) with a pywbem WBEMListener subscribed
+    to the same query: when each indication reached the listener's callback."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        import pywbem
+
+        self.port, listen_port = free_port(), free_port()
+        self.state = tempfile.mkdtemp(prefix="serversession-bench-state-")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serversession", "serve", "--port", str(self.port), "--no-auth",
+             "--no-auth-subscriptions", "--smb-conf", sandbox.conf_path, "--state-dir", self.state],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=sandbox.environment(),
+        )  # fmt: skip
+        self.got: list[tuple[float, str, int]] = []
+        self.listener = pywbem.WBEMListener("127.0.0.1", http_port=listen_port)
+        self.listener.add_callback(self._got)
+        self.listener.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = pywbem.WBEMConnection(f"http://127.0.0.1:{self.port}", None, timeout=30)
+                self.manager = pywbem.WBEMSubscriptionManager("bench")
+                server = self.manager.add_server(pywbem.WBEMServer(conn))
+                break
+            except (pywbem.ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        destination = self.manager.add_destination(server, f"http://127.0.0.1:{listen_port}", destination_id="bench")
+        found = self.manager.add_filter(server, "root/Microsoft/Windows/SMB", QUERY, "WQL", filter_id="bench")
+        self.manager.add_subscriptions(server, found.path, destination.path)
+
+    def _got(self, indication: object, host: str) -> None:
+        source = indication["SourceInstance"]  # type: ignore[index]
+        self.got.append((time.monotonic(), indication.classname, int(source["SessionId"])))  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        self.listener.stop()
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+def delays(received: list[tuple[float, bool, int]], churn: Churn) -> tuple[int, int, list[float]]:
+    """(creations, deletions, delays from each change to its arrival) of (when, created?, session id)s."""
+    created = deleted = 0
+    found = []
+    for when, creation, session_id in received:
+        if creation:
+            created += 1
+            moment = churn.logons.get(session_id)
+        else:
+            deleted += 1
+            moment = churn.logoffs.get(session_id)
+        if moment is not None:
+            found.append(when - moment)
+    return created, deleted, sorted(found)
+
+
+def report(what: str, created: int, deleted: int, found: list[float], elapsed: float, churn: Churn) -> None:
+    print(f"  {what}: logons reported {created} of {len(churn.logons)}, logoffs {deleted} of {len(churn.logoffs)}; "
+          f"{(created + deleted) / elapsed:.0f} events/s")  # fmt: skip
+    if found:
+        p95 = found[int(0.95 * (len(found) - 1))]
+        print(f"    delay change -> arrival: median {statistics.median(found):.3f} s, 95% {p95:.3f} s, "
+              f"max {found[-1]:.3f} s")  # fmt: skip
 
 
 def main() -> None:
@@ -151,11 +225,12 @@ def main() -> None:
                 lines.put((time.monotonic(), line))
 
         threading.Thread(target=read, daemon=True).start()
-        time.sleep(3)  # its baseline is taken
+        listening = Listening(sandbox)
+        time.sleep(3)  # the baselines are taken
         churn = Churn(sandbox, args.rate, args.lifetime)
         cpu_before, started = cpu_seconds(watch.pid), time.monotonic()
         churn.run(args.seconds)
-        time.sleep(2.5)  # the last changes are polled
+        time.sleep(3.5)  # the last changes are polled and delivered
         elapsed = time.monotonic() - started
         cpu = cpu_seconds(watch.pid) - cpu_before
         # smbstatus on the same server, as busy: its CPU per run (children's rusage)
@@ -165,31 +240,19 @@ def main() -> None:
             subprocess.run([smbstatus, "--json", "-s", sandbox.conf_path], env=env, capture_output=True, check=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         smbstatus_cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / runs
-        created, deleted, delays = 0, 0, []
+        received = []
         while not lines.empty():
             when, line = lines.get()
             event = json.loads(line)
-            session_id = event["TargetInstance"]["SessionId"]
-            if event["__CLASS"] == "__InstanceCreationEvent":
-                created += 1
-                moment = churn.logons.get(session_id)
-            else:
-                deleted += 1
-                moment = churn.logoffs.get(session_id)
-            if moment is not None:
-                delays.append(when - moment)
-        delays.sort()
-        polls = elapsed  # WITHIN 1: one poll a second
-        print(f"\n{args.sessions} sessions, {args.rate} logons and {args.rate} logoffs a second for {args.seconds:g} s")
-        print(f"  logons made {len(churn.logons)}, reported {created}; logoffs made {len(churn.logoffs)}, "
-              f"reported {deleted}")  # fmt: skip
-        print(f"  events out: {(created + deleted) / elapsed:.0f}/s")
-        if delays:
-            p95 = delays[int(0.95 * (len(delays) - 1))]
-            print(f"  delay change -> line: median {statistics.median(delays):.3f} s, "
-                  f"95% {p95:.3f} s, max {delays[-1]:.3f} s")  # fmt: skip
-        per_poll = cpu / polls
-        print(f"  watch CPU per poll (WITHIN 1): {per_poll * 1000:.0f} ms; one smbstatus --json: "
+            received.append((when, event["__CLASS"] == "__InstanceCreationEvent", event["TargetInstance"]["SessionId"]))
+        indications = [(when, kind == "CIM_InstCreation", sid) for when, kind, sid in listening.got]
+        listening.stop()
+        print(f"\n{args.sessions} sessions, {args.rate} logons and {args.rate} logoffs a second for {args.seconds:g} s "
+              f"(each lives {args.lifetime:g} s), WITHIN 1")  # fmt: skip
+        report("watch", *delays(received, churn), elapsed, churn)
+        report("listener (serve, indications)", *delays(indications, churn), elapsed, churn)
+        per_poll = cpu / elapsed  # WITHIN 1: one poll a second
+        print(f"  watch CPU per poll: {per_poll * 1000:.0f} ms; one smbstatus --json: "
               f"{smbstatus_cpu * 1000:.0f} ms; ratio {per_poll / smbstatus_cpu:.2f} (goal < 1)")  # fmt: skip
     finally:
         if watch is not None:

@@ -332,6 +332,16 @@ def test_opens_agree_with_smbstatus_and_with_what_the_clients_hold(box: Sandbox,
     connections = {c.connection_id: c for c in snapshot.connections}
     assert {s.wire_id for s in snapshot.sessions} == {c.session_id for c in (alice, bob, carol, guest)}
     assert all(s.session_id == f"{s.wire_id:#x}" and s.dialect == "3.1.1" for s in snapshot.sessions)
+    # each session's encryption and signing, as smbstatus judges them (carol encrypted, the guest unsigned)
+    status_sessions = {int(s["session_id"]): s for s in smbstatus(box)["sessions"].values()}
+    for record in snapshot.sessions:
+        theirs = status_sessions[record.wire_id]
+        assert (record.encrypted, record.signed) == (full(theirs["encryption"]), full(theirs["signing"])), theirs
+    by_wire = {s.wire_id: s for s in snapshot.sessions}
+    # a session's own flags count its unencrypted session setup (smbstatus agrees): its tree connects
+    # say what its files travel in (below, carol's are encrypted)
+    assert by_wire[alice.session_id].encrypted is False and by_wire[alice.session_id].signed is True
+    assert by_wire[guest.session_id].signed is False
 
     # the rule of DESIGN 2a: a session's opens are its ResourcesOpened, through its own tree connects
     per_session = Counter(o.session_id for o in snapshot.opens)

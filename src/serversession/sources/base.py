@@ -36,6 +36,9 @@ class SessionRecord:
     wire_id: int | None = None
     #: the dialect as Windows names it in MSFT_SmbSession.Dialect ("3.1.1", "2.0.2", "1.5"); None: unknown
     dialect: str | None = None
+    #: whether the session's traffic was seen encrypted / signed (and never in clear / unsigned); None: unknown
+    encrypted: bool | None = None
+    signed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

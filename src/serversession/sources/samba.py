@@ -616,6 +616,8 @@ class SambaSource:
                     detail=f"smbd pid {first.server_pid}",
                     wire_id=session.session_wire_id,
                     dialect=SMB_DIALECTS.get(session.connection_dialect),
+                    encrypted=_is_encrypted(session.encryption_flags),
+                    signed=_is_signed(session.signing_flags),
                 )
             )
         return out
