@@ -512,13 +512,21 @@ def test_pull_operations_for_every_class_and_association(server) -> None:
     assert caught.value.status_code == 25
 
 
-def test_force_close_is_not_supported_yet(server) -> None:
+def test_force_close_needs_an_operator(server, sandbox) -> None:
+    """Without ``serve --operator`` nobody may close (tests/test_force_close.py closes for real)."""
+    import serversession
+
+    def held() -> tuple[set[int], set[int]]:  # read from smbd now, not from the server's read
+        read = {name: serversession.instances(name, smb_conf=sandbox.conf_path) for name in SMB_CLASSES}
+        return {s.SessionId for s in read["MSFT_SmbSession"]}, {f.FileId for f in read["MSFT_SmbOpenFile"]}
+
+    before = held()
     conn = connection(server, SMB)
-    session = conn.EnumerateInstanceNames("MSFT_SmbSession")[0]
-    with pytest.raises(pywbem.CIMError) as caught:
-        conn.InvokeMethod("ForceClose", session)
-    assert caught.value.status_code == 7 and "ForceClose" in str(caught.value)
-    assert conn.EnumerateInstanceNames("MSFT_SmbSession")  # nothing was closed
+    for name in SMB_CLASSES:
+        with pytest.raises(pywbem.CIMError) as caught:
+            conn.InvokeMethod("ForceClose", conn.EnumerateInstanceNames(name)[0])
+        assert caught.value.status_code == 2 and "--operator" in str(caught.value)  # CIM_ERR_ACCESS_DENIED
+    assert held() == before and all(before)
 
 
 # --- the other clients --------------------------------------------------------------------------

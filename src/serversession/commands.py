@@ -600,6 +600,8 @@ def _encoding() -> str:
               help="A user who may create indication subscriptions (default: every authenticated user); repeatable.")  # fmt: skip
 @click.option("--no-auth-subscriptions", is_flag=True,
               help="With --no-auth: let anyone create indication subscriptions (refused otherwise).")  # fmt: skip
+@click.option("--operator", "operators", metavar="USER", multiple=True, callback=_not_empty,
+              help="A user who may invoke ForceClose (close sessions and files; needs --access-log); repeatable.")  # fmt: skip
 def serve_command(
     bind: str,
     port: int | None,
@@ -619,6 +621,7 @@ def serve_command(
     allow_destinations: tuple[str, ...],
     subscribers: tuple[str, ...],
     no_auth_subscriptions: bool,
+    operators: tuple[str, ...],
     **source: Any,
 ) -> None:
     """Answer CIM-XML (DSP0200) on /cimom, so WBEM clients (pywbem, wbemcli) see the sessions
@@ -646,5 +649,6 @@ def serve_command(
         allow_destinations=allow_destinations,
         subscribers=subscribers,
         no_auth_subscriptions=no_auth_subscriptions,
+        operators=operators,
     )
     serve(options, source_reader(**source), lambda text: click.echo(text, err=True))

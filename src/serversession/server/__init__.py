@@ -30,6 +30,7 @@ from ..xmltext import shows
 
 DEFAULT_PORT, DEFAULT_TLS_PORT = 5988, 5989
 MAX_SECONDS = 86400.0  # the largest time option serve takes (one day)
+AUDIT_WAIT = 10.0  # seconds a close's access log line may wait for room in the log's queue
 SHUTDOWN_GRACE = 0.5  # seconds, twice over (aiohttp waits, then cancels and waits): SIGTERM is not held up by a request
 
 
@@ -56,6 +57,7 @@ class ServeOptions:
     allow_destinations: tuple[str, ...] = ()
     subscribers: tuple[str, ...] = ()  # empty: every authenticated user
     no_auth_subscriptions: bool = False
+    operators: tuple[str, ...] = ()  # users who may invoke ForceClose (server/methods.py); empty: nobody
 
 
 def _is_loopback(host: str) -> bool:
@@ -93,6 +95,13 @@ def check_options(options: ServeOptions) -> None:
         raise InvalidInput("--no-auth-subscriptions goes with --no-auth (authenticated users may subscribe anyway)")
     if options.subscribers and options.no_auth:
         raise InvalidInput("--subscriber names users: it needs --htpasswd or --pam, not --no-auth")
+    if options.operators and options.no_auth:
+        raise InvalidInput("--operator names users: it needs --htpasswd or --pam, not --no-auth")
+    if options.operators and not options.access_log:
+        raise InvalidInput("--operator needs --access-log FILE ('-' for stderr): every close is written there")
+    for user in options.operators:
+        if not user.strip() or not user.isprintable():
+            raise InvalidInput(f"--operator takes a user name, not {user!r}")
     for host in options.allow_destinations:
         if not host.strip() or not host.isprintable() or any(c in host for c in "/@ "):
             raise InvalidInput(f"--allow-destination takes a host name or address, not {host!r}")
@@ -113,13 +122,20 @@ def _import_aiohttp() -> None:
 
 
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
-    """Hands records to the writer thread; drops them (counted) when it cannot keep up."""
+    """Hands records to the writer thread; drops them (counted) when it cannot keep up.
+
+    An audit record (a close, logged by a worker thread with ``extra={"audit": True}``) waits up
+    to AUDIT_WAIT seconds for room rather than being dropped at once.
+    """
 
     dropped = 0
 
     def enqueue(self, record: logging.LogRecord) -> None:
         try:
-            self.queue.put_nowait(record)
+            if getattr(record, "audit", False):
+                self.queue.put(record, timeout=AUDIT_WAIT)
+            else:
+                self.queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1
 
@@ -272,14 +288,24 @@ def _more_files() -> None:
         pass
 
 
-def source_reader(**source: Any) -> Callable[[frozenset[str]], Any]:
+class SourceReader:
     """A reader for :func:`serve`: the source options of ``serversession.sessions()`` (checked
     now, as the API checks them; an option given as None takes its default) -> a function of
     the snapshot parts (sources/base.py: CONNECTIONS, OPENS, SHARES) that reads one Snapshot
-    holding them (:func:`serversession.api.snapshot_reader`)."""
-    from ..api import snapshot_reader
+    holding them (:func:`serversession.api.snapshot_reader`). It keeps the options, with which
+    ForceClose closes (server/methods.py)."""
 
-    return snapshot_reader(**{name: value for name, value in source.items() if value is not None})
+    def __init__(self, **source: Any) -> None:
+        from ..api import snapshot_reader
+
+        self.options = {name: value for name, value in source.items() if value is not None}
+        self._read = snapshot_reader(**self.options)
+
+    def __call__(self, parts: frozenset[str]) -> Any:
+        return self._read(parts)
+
+
+source_reader = SourceReader
 
 
 def _takes_parts(read: Callable[..., Any]) -> bool:
@@ -327,6 +353,13 @@ def serve(options: ServeOptions, read: Callable[..., Any], echo: Callable[[str],
         repository = Repository(read, max_age=options.max_age)
     if _takes_parts(read):
         repository.interop = _interop(options, repository, read)
+    if isinstance(read, SourceReader):
+        from .methods import Closing
+
+        repository.closing = Closing(frozenset(options.operators), read.options)
+        warning = repository.closing.warning()
+        if warning:
+            echo(f"WARNING: {warning}")
     server = Server(repository, authenticator, options.limits or Limits())
 
     async def main() -> None:

@@ -195,7 +195,7 @@ class Server:
                 return _busy(f"no worker was free to read the request within {timeout:g} s")
             record["cim_status"] = CIM_ERR_FAILED
             error = CIMError(CIM_ERR_FAILED, f"the operation took longer than {timeout:g} s (--request-timeout)")
-            return _xml(error_response(request.message_id, request.method, error))
+            return _xml(error_response(request.message_id, request.method, error, request.extrinsic))
 
     async def _body(self, http: web.Request) -> bytes:
         if http.content_length is not None and http.content_length > self.limits.max_body:
@@ -207,22 +207,24 @@ class Server:
 
     async def _operation(self, request: Request, record: dict[str, Any], user: str) -> web.StreamResponse:
         try:
-            payload = await self.repository.handle(request, user)
+            payload = await self.repository.handle(request, user, record["client"])
             record["cim_status"] = 0
         except CIMError as exc:
             record["cim_status"] = exc.code
-            payload = error_response(request.message_id, request.method, exc)
+            payload = error_response(request.message_id, request.method, exc, request.extrinsic)
         except Busy as exc:
             record["cim_status"] = CIM_ERR_SERVER_LIMITS_EXCEEDED
             payload = error_response(
-                request.message_id, request.method, CIMError(CIM_ERR_SERVER_LIMITS_EXCEEDED, str(exc))
+                request.message_id,
+                request.method,
+                CIMError(CIM_ERR_SERVER_LIMITS_EXCEEDED, str(exc)),
+                request.extrinsic,
             )
         except Exception as exc:  # a bug must not take the server down or reach the client
             log.error("%s failed: %s", request.method, traceback.format_exc())
             record["cim_status"] = CIM_ERR_FAILED
-            payload = error_response(
-                request.message_id, request.method, CIMError(CIM_ERR_FAILED, f"internal error ({type(exc).__name__})")
-            )
+            error = CIMError(CIM_ERR_FAILED, f"internal error ({type(exc).__name__})")
+            payload = error_response(request.message_id, request.method, error, request.extrinsic)
         return _xml(payload)
 
     async def _authenticate(self, http: web.Request) -> str | None:
@@ -251,12 +253,17 @@ def _check_headers(headers: dict[str, str], request: Request) -> None:
         raise ProtocolError(400, "header-mismatch", "the CIMMethod header does not name the method in the body")
     target = headers.get("cimobject")
     if target is not None:
-        namespace = unquote(target).replace("\\", "/").strip("/").lower()
+        text = unquote(target)
+        if request.extrinsic:  # an object path, NAMESPACE:CLASS[.KEYS] (DSP0200 6.3.7)
+            text = text.partition(":")[0]
+        namespace = text.replace("\\", "/").strip("/").lower()
         if namespace != request.namespace.replace("\\", "/").strip("/").lower():
             raise ProtocolError(400, "header-mismatch", "the CIMObject header does not match the body's namespace")
 
 
 def _target(request: Request) -> str | None:
+    if request.extrinsic:
+        return str(getattr(request.target, "classname", ""))[:200]
     for name in ("classname", "instancename", "newinstance", "objectname"):
         value = request.params.get(name)
         if value is not None:

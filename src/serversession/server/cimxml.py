@@ -25,6 +25,7 @@ from ..xmltext import xml_safe
 log = logging.getLogger("serversession.server")
 _DECLARED_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?<\?xml[^>]{0,200}?\sencoding\s*=\s*[\"']([^\"']{0,64})[\"']")
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # DSP0201 decimal integers (int() would take "1_0" and other digits)
+METHODS_NAMESPACE = "root/Microsoft/Windows/SMB"  # the one namespace whose classes have methods
 _OTHER_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 # DSP0200 status codes
@@ -35,6 +36,7 @@ CIM_ERR_INVALID_PARAMETER = 4
 CIM_ERR_INVALID_CLASS = 5
 CIM_ERR_NOT_FOUND = 6
 CIM_ERR_NOT_SUPPORTED = 7
+CIM_ERR_METHOD_NOT_FOUND = 17
 CIM_ERR_QUERY_LANGUAGE_NOT_SUPPORTED = 14
 CIM_ERR_INVALID_QUERY = 15
 CIM_ERR_INVALID_ENUMERATION_CONTEXT = 21
@@ -63,12 +65,14 @@ class ProtocolError(Exception):
 
 @dataclass
 class Request:
-    """One intrinsic method call."""
+    """One method call: intrinsic (IMETHODCALL), or extrinsic (METHODCALL) on ``target``."""
 
     message_id: str
     method: str
     namespace: str
     params: dict[str, Any] = field(default_factory=dict)  # lower-case names
+    target: Any = None  # extrinsic: the pywbem CIMInstanceName (or CIMClassName) of LOCAL*PATH
+    extrinsic: bool = False
 
     def param(self, name: str, default: Any = None) -> Any:
         value = self.params.get(name.lower(), default)
@@ -182,28 +186,59 @@ def _decode(body: bytes) -> Request:
         raise ProtocolError(400, "request-not-valid", "MESSAGE must hold one SIMPLEREQ")
     call = kids(requests[0])[0]
     if call[0] == "METHODCALL":
-        method = call[1].get("NAME", "")
-        error = CIMError(CIM_ERR_NOT_SUPPORTED, "extrinsic methods are not supported")
-        if method.lower() == "forceclose":  # MSFT_SmbSession's and MSFT_SmbOpenFile's (DESIGN.md 2c)
-            error = CIMError(
-                CIM_ERR_NOT_SUPPORTED,
-                "ForceClose is not supported yet: this server is read-only for now "
-                "(closing sessions and files comes with serversession close-session and close-file)",
-            )
-        raise CIMErrorWithId(message_id, method, error, extrinsic=True)
+        return _extrinsic(call, message_id)
     try:
         _, attrs, namespace, params = TupleParser().parse_imethodcall(call)
     except PywbemError as exc:
         raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {exc}") from None
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {type(exc).__name__}") from None
+    return Request(message_id, attrs["NAME"], namespace, _once(params, message_id, attrs["NAME"]))
+
+
+def _once(params: Iterable[Any], message_id: str, method: str, extrinsic: bool = False) -> dict[str, Any]:
+    """Parameters by lower-case name, each given once (else CIM_ERR_INVALID_PARAMETER)."""
     seen: dict[str, Any] = {}
-    for name, value in params:
+    for param in params:
+        name = param[0]
         if name.lower() in seen:
             error = CIMError(CIM_ERR_INVALID_PARAMETER, f"parameter {name[:100]} is given more than once")
-            raise CIMErrorWithId(message_id, attrs["NAME"], error)
-        seen[name.lower()] = value
-    return Request(message_id, attrs["NAME"], namespace, seen)
+            raise CIMErrorWithId(message_id, method, error, extrinsic)
+        seen[name.lower()] = param[-1]  # IPARAMVALUE: (name, value); PARAMVALUE: (name, type, value)
+    return seen
+
+
+def _extrinsic(call: Any, message_id: str) -> Request:
+    """A METHODCALL (DSP0200 extrinsic method call) on a LOCALINSTANCEPATH or LOCALCLASSPATH.
+
+    Only root/Microsoft/Windows/SMB has methods (MSFT_SmbSession's and MSFT_SmbOpenFile's
+    ForceClose, DESIGN.md 2c): a call in any other namespace is CIM_ERR_NOT_SUPPORTED, as before.
+    """
+    from pywbem import Error as PywbemError
+    from pywbem._tupleparse import TupleParser, kids
+
+    from ..model.schema import namespace_name
+
+    method = call[1].get("NAME", "")
+    try:  # LOCALINSTANCEPATH or LOCALCLASSPATH, whose first child is LOCALNAMESPACEPATH
+        spaces = kids(kids(kids(call)[0])[0])
+        namespace = "/".join(str(n[1].get("NAME", "")) for n in spaces if n[0] == "NAMESPACE")
+    except (IndexError, TypeError, AttributeError):
+        namespace = ""
+    if namespace_name(namespace) != METHODS_NAMESPACE:  # refused before anything else is parsed
+        error = CIMError(
+            CIM_ERR_NOT_SUPPORTED,
+            f"extrinsic methods are served in {METHODS_NAMESPACE} only (ForceClose of MSFT_SmbSession and "
+            "MSFT_SmbOpenFile); the other namespaces have none",
+        )
+        raise CIMErrorWithId(message_id, method, error, extrinsic=True)
+    try:
+        _, _, target, params = TupleParser().parse_methodcall(call)
+    except PywbemError as exc:
+        raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {exc}") from None
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ProtocolError(400, "request-not-valid", f"not valid CIM-XML: {type(exc).__name__}") from None
+    return Request(message_id, method, namespace, _once(params, message_id, method, True), target, True)
 
 
 class CIMErrorWithId(Exception):
@@ -255,6 +290,12 @@ def method_response(
             inner += f"<VALUE>{escape(text)}</VALUE>"
         inner += "</PARAMVALUE>"
     return _envelope(message_id, method, inner)
+
+
+def return_response(message_id: str, method: str, cim_type: str, value: int) -> bytes:
+    """A METHODRESPONSE (an extrinsic method's answer) with its RETURNVALUE."""
+    inner = f"<RETURNVALUE PARAMTYPE={quoteattr(cim_type)}><VALUE>{int(value)}</VALUE></RETURNVALUE>"
+    return _envelope(message_id, method, inner, "METHODRESPONSE")
 
 
 def error_response(message_id: str, method: str, error: CIMError, extrinsic: bool = False) -> bytes:

@@ -1,4 +1,5 @@
-"""The CIM operations of DSP0200 over the schema and the live instances (read-only).
+"""The CIM operations of DSP0200 over the schema and the live instances (read-only, but for the
+ForceClose methods of server/methods.py).
 
 Each operation is a plain function of the request and a view of one read of the source; the
 server runs it in a worker thread (:mod:`.work`), never on the event loop. The operation asks
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import functools
 import re
 import secrets
 import threading
@@ -49,6 +51,7 @@ from .cimxml import (
     Request,
     method_response,
 )
+from .methods import Closing, force_close
 from .queries import Answer, QueryFailed, QueryRunner, evaluate
 from .work import Checked, WorkPool, abandoned, checkpoint
 
@@ -153,6 +156,7 @@ class Call:
     user: str
     namespace: str  # the schema's spelling
     fetch: Callable[[frozenset[str]], View]
+    client: str | None = None  # the client's address (the access log's)
 
     def view(self, classes: Iterable[str]) -> View:
         """A view holding what ``classes`` (classes with a provider) need."""
@@ -227,11 +231,13 @@ class Repository:
         self.pool = pool
         self.queries: QueryRunner | None = None  # set by the server: queries in child processes
         self.interop: Any = None  # root/interop (server/interop.py), set by serve
+        self.closing: Closing | None = None  # ForceClose (server/methods.py), set by serve
+        self._epoch = object()  # replaced by invalidate(): a read begun before then is not kept
         self.contexts: dict[str, Context] = {}
         self._state = threading.Lock()  # contexts and the fragment cache
         self._render = threading.Lock()  # one rendering at a time (the others reuse its result)
         self._reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="serversession-read")
-        self._reading: tuple[asyncio.Future[View], frozenset[str]] | None = None
+        self._reading: tuple[asyncio.Future[View], frozenset[str], object] | None = None
         self._cached: View | None = None
         self._number = 0
         self._asked: dict[str, float] = {}  # part -> when a request last needed it
@@ -266,11 +272,14 @@ class Repository:
 
     # --- dispatch -------------------------------------------------------------------------
 
-    async def handle(self, request: Request, user: str) -> bytes:
+    async def handle(self, request: Request, user: str, client: str | None = None) -> bytes:
         from .interop import INTEROP, is_interop
 
         name = request.method.lower()
-        if self.interop is not None and is_interop(request.namespace):
+        if request.extrinsic:  # ForceClose (cimxml.py refuses extrinsic calls in other namespaces)
+            namespace = namespace_name(request.namespace) or request.namespace
+            method: Callable[[Call], bytes] = functools.partial(force_close, self)
+        elif self.interop is not None and is_interop(request.namespace):
             namespace, method = INTEROP, self.interop.method(request.method)
         else:
             namespace = namespace_name(request.namespace) if isinstance(request.namespace, str) else None
@@ -284,10 +293,10 @@ class Repository:
                 if name in ("createinstance", "deleteinstance") and self.interop is not None:
                     what += f" here (indication subscriptions are created in {INTEROP})"
                 raise CIMError(CIM_ERR_NOT_SUPPORTED, f"{request.method}: {what}")
-        unknown = sorted(set(request.params) - PARAMETERS[name])
+        unknown = [] if request.extrinsic else sorted(set(request.params) - PARAMETERS[name])
         if unknown:
             raise CIMError(CIM_ERR_INVALID_PARAMETER, f"{request.method} has no parameter {unknown[0][:100]}")
-        call = Call(request, user, namespace, self._fetcher(asyncio.get_running_loop()))
+        call = Call(request, user, namespace, self._fetcher(asyncio.get_running_loop()), client)
         if self.pool is None:
             return await asyncio.get_running_loop().run_in_executor(None, method, call)
         return await self.pool.run(user, method, call)
@@ -321,11 +330,11 @@ class Repository:
         if cached is not None and now - cached.read_at <= self.max_age and parts <= cached.parts:
             return cached
         reading = self._reading
-        if reading is None or reading[0].done() or not parts <= reading[1]:
+        if reading is None or reading[0].done() or not parts <= reading[1] or reading[2] is not self._epoch:
             wanted = parts | {p for p, asked in self._asked.items() if now - asked <= STICKY_PARTS}
             future = asyncio.ensure_future(self._read(frozenset(wanted)))
             future.add_done_callback(_retrieve)
-            self._reading = reading = (future, frozenset(wanted))
+            self._reading = reading = (future, frozenset(wanted), self._epoch)
         return await asyncio.shield(reading[0])  # a waiter that times out does not cancel the read
 
     async def instances(self) -> tuple[int, list[CIMObject]]:
@@ -339,14 +348,22 @@ class Repository:
         assert self.read is not None
         return ALL_PARTS, None, self.read()
 
+    def invalidate(self) -> None:
+        """Forget the current read (after a close; from any thread): the next request reads again,
+        and a read begun before now is answered to those waiting for it but not kept."""
+        self._epoch = object()
+        self._cached = None
+
     async def _read(self, parts: frozenset[str]) -> View:
+        epoch = self._epoch
         try:
             held, snapshot, found = await asyncio.get_running_loop().run_in_executor(self._reader, self._load, parts)
         except ServerSessionError as exc:
             raise CIMError(CIM_ERR_FAILED, f"reading the sessions failed: {exc}") from None
         self._number += 1
         view = View(self._number, held, snapshot, found)
-        self._cached = view
+        if epoch is self._epoch:
+            self._cached = view
         with self._state:
             self._fragments.clear()
             self._fragment_chars = 0
