@@ -419,3 +419,12 @@ def test_closing_without_root_is_refused(box, clients, package_copy):
     assert "needs root" in result.stderr and "Traceback" not in result.stderr
     open_file(alice, unique("after")).write(b"nothing was closed", 0)
     assert session_users(box) == ["alice"]
+
+
+def test_selectors_ignore_case_but_never_fold_other_names_together() -> None:
+    from serversession.close.select import path_matches, same_computer, same_user
+
+    assert same_user("ALICE", "alice") and same_computer("\\\\WS1", "ws1")
+    assert not same_user("strasse", "straße") and not same_user("sam", "\u017fam")  # long s
+    assert not same_computer("ﬁleserver", "fileserver")
+    assert path_matches("/SRV/*", "/srv/x", case_sensitive=False) and not path_matches("/SRV/*", "/srv/x", True)

@@ -228,6 +228,11 @@ def test_subscriptions_with_the_same_within_share_one_poll(caplog) -> None:
         assert created[-1] == "dave" and set(deleted) == {"alice", "bob", "carol"}  # from the last good poll
         hub.subscribe(f"SELECT * FROM __InstanceCreationEvent WITHIN 1 WHERE {SESSIONS}", into([]))
         assert sorted(hub.loops()) == [0.5, 1.0]  # another interval, another poll
+        for step in range(50):  # WITHIN 1.00 ... 1.49 and 5.0 ... 5.49: polled every 1 and 5 s, not 100 polls
+            for base in (1.0, 5.0):
+                hub.subscribe(f"SELECT * FROM __InstanceCreationEvent WITHIN {base + step / 100:.2f} WHERE {SESSIONS}",
+                              into([]))  # fmt: skip
+        assert sorted(hub.loops()) == [0.5, 1.0, 5.0]
     finally:
         hub.close()
     time.sleep(0.6)

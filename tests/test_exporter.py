@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gzip
+import http.client
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ import serversession
 from conftest import REPO, wait_for
 from serversession.demo import Client
 from serversession.exporter import Exporter, check_exposure, make_server
-from serversession.exporter.webconfig import WebSettings
+from serversession.exporter.webconfig import WebSettings, load_web_config
 from serversession.sandbox import Sandbox, free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -591,7 +592,9 @@ scrape_configs:
         ("tls_server_config:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", "cipher_suites is not supported"),
         ("basic_auth_users: &users\n", "line 1: '&'"),
         ("tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n", "cert_file of web config file"),
+        ("".join(f"{' ' * n}k{n}:\n" for n in range(1000)), "line 33: mappings nested more than 32 levels deep"),
     ],
+    ids=lambda v: v[:40] if isinstance(v, str) else None,
 )
 def test_a_bad_web_config_stops_the_start(box, tmp_path, content, message) -> None:
     web = tmp_path / "web.yml"
@@ -656,12 +659,20 @@ def test_security_by_default(box, exporters) -> None:
     with socket.create_connection(("127.0.0.1", exporter.port), timeout=ANSWER) as sock:  # a request line too long
         sock.sendall(b"GET /" + b"a" * (16 * 1024 - 5))
         assert sock.recv(100).startswith(b"HTTP/1.0 414")
-    # idle connections fill the 64 slots: the next is closed at once, and they are dropped within 10 s
+    # 64 idle connections from one address: it holds 16, the rest and the next are closed at once;
+    # a scrape from another address (127.0.0.2, also loopback) is answered; they are dropped within 10 s
     idle = [socket.create_connection(("127.0.0.1", exporter.port), timeout=ANSWER) for _ in range(64)]
     try:
         time.sleep(0.5)
         with socket.create_connection(("127.0.0.1", exporter.port), timeout=ANSWER) as extra:
             assert extra.recv(100) == b""
+        other = http.client.HTTPConnection("127.0.0.1", exporter.port, timeout=ANSWER, source_address=("127.0.0.2", 0))
+        try:
+            other.request("GET", "/metrics")
+            answer = other.getresponse()
+            assert answer.status == 200 and b"serversession_up" in answer.read()
+        finally:
+            other.close()
         started = time.monotonic()
         assert all(sock.recv(100) == b"" for sock in idle)  # closed by the exporter
         assert time.monotonic() - started < 12
@@ -669,3 +680,26 @@ def test_security_by_default(box, exporters) -> None:
         for sock in idle:
             sock.close()
     assert scrape(exporter.url).status_code == 200
+
+
+def test_a_web_config_with_a_byte_order_mark_is_read(tmp_path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_bytes("\ufeff# saved by Notepad\nbasic_auth_users:\n  prometheus: {}\n".format(_hash("pw")).encode())
+    assert list(load_web_config(str(web)).users) == ["prometheus"]
+
+
+def test_failed_logins_do_not_push_a_scrapers_success_out_of_the_cache(tmp_path, monkeypatch) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prometheus: {bcrypt.hashpw(b'right', bcrypt.gensalt(rounds=4)).decode()}\n")
+    settings = WebSettings(str(web))
+    config = settings.current()
+    assert settings.authorized(config, "prometheus", "right")  # one bcrypt check, remembered
+    for _ in range(2000):  # an attacker's guesses: each one checked, none remembered
+        assert not settings.authorized(config, "prometheus", os.urandom(12).hex())
+    checks: list[bytes] = []
+    real = bcrypt.checkpw
+    monkeypatch.setattr(bcrypt, "checkpw", lambda password, hashed: checks.append(password) or real(password, hashed))
+    started = time.monotonic()
+    assert settings.authorized(config, "prometheus", "right")
+    assert checks == [] and time.monotonic() - started < 0.05  # from the cache: no bcrypt, no wait
+    assert not settings.authorized(config, "prometheus", "wrong") and checks == [b"wrong"]

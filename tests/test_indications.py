@@ -362,6 +362,56 @@ def test_a_dead_listener_costs_bounded_memory_and_gets_the_newest_when_back() ->
     assert len(other) == 1 and shared.used == 3002
 
 
+def test_listeners_that_accept_and_never_answer_do_not_hold_up_another_destination() -> None:
+    """40 destinations (one user's, more than any shared pool held) on a listener that accepts
+    connections and never answers; a healthy listener beside them still gets its indication at
+    once, through the session the server uses (server/delivery.py client_session)."""
+    from serversession.server.delivery import Outbox, client_session
+    from serversession.server.indications import export_request
+
+    def body(context: str, number: int) -> bytes:
+        indication = pywbem.CIMInstance("CIM_InstCreation", properties={"SequenceNumber": pywbem.Sint64(number)})
+        return export_request(indication, str(number))
+
+    async def run() -> float:
+        held: list[asyncio.StreamWriter] = []
+
+        async def tarpit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)  # reads the request, answers nothing, keeps the connection open
+            while await reader.read(65536):
+                pass
+
+        pit = await asyncio.start_server(tarpit, "127.0.0.1", 0)
+        port = pit.sockets[0].getsockname()[1]
+        listener = Listener()
+        session = client_session()
+        stuck = [Outbox(f"http://127.0.0.1:{port}/{n}", f"stuck{n}") for n in range(40)]
+        healthy = Outbox(listener.url, "healthy")
+        try:
+            for outbox in stuck:
+                outbox.start(session)
+                outbox.export(body)
+            while len(held) < 40:  # every stuck destination holds a connection now
+                await asyncio.sleep(0.05)
+            healthy.start(session)
+            started = time.monotonic()
+            healthy.export(body)
+            while healthy.counts.delivered < 1 and time.monotonic() - started < 15:
+                await asyncio.sleep(0.05)
+            return time.monotonic() - started if healthy.counts.delivered else float("inf")
+        finally:
+            for outbox in (*stuck, healthy):
+                await outbox.stop()
+            await session.close()
+            for writer in held:
+                writer.close()
+            pit.close()
+            listener.stop()
+
+    took = asyncio.run(run())
+    assert took < 3.0, f"the healthy listener waited {took:.1f} s behind listeners that never answer"
+
+
 def test_a_server_restart_keeps_the_subscriptions_and_delivery_resumes(
     sandbox, htpasswd, workdir, listeners, managers
 ) -> None:
@@ -423,6 +473,46 @@ def test_a_damaged_state_file_is_moved_aside_and_an_unusable_entry_kept(sandbox,
     assert "is not used" in err and "192.0.2.10" in err
 
 
+def test_a_state_file_that_is_not_utf8_is_moved_aside(sandbox, htpasswd, workdir) -> None:
+    state = os.path.join(workdir, "not-utf8")
+    os.makedirs(state)
+    path = os.path.join(state, "subscriptions.json")
+    with open(path, "wb") as handle:
+        handle.write(b'{"format": 1, "filters": [], "destinations": [{"owner": "\xff\xfe"}]}')
+    serve = Serve(sandbox, htpasswd, state)
+    try:
+        assert serve.proc.poll() is None
+        assert glob.glob(path + ".corrupt-*") and not os.path.exists(path)
+        assert serve.conn().EnumerateInstanceNames("CIM_ListenerDestinationCIMXML") == []
+    finally:
+        err = serve.stop()
+    assert "damaged" in err and "UTF-8" in err.replace("utf-8", "UTF-8"), err[-2000:]
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def test_a_saved_entry_with_an_out_of_range_time_is_set_aside(sandbox, htpasswd, workdir) -> None:
+    state = os.path.join(workdir, "out-of-range")
+    os.makedirs(state)
+    path = os.path.join(state, "subscriptions.json")
+    huge = {"owner": "monitor", "created": 10**400,
+            "properties": {"Name": "huge", "Destination": "http://127.0.0.1:5990"}}  # fmt: skip
+    near = {"owner": "monitor", "created": 1.0, "properties": {"Name": "near", "Destination": "http://127.0.0.1:5991"}}
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"format": 1, "filters": [], "subscriptions": [], "destinations": [huge, near]}))
+    serve = Serve(sandbox, htpasswd, state)
+    try:
+        assert serve.proc.poll() is None
+        names = [p["Name"] for p in serve.conn().EnumerateInstanceNames("CIM_ListenerDestinationCIMXML")]
+        assert names == ["near"]
+        serve.conn().DeleteInstance(serve.conn().EnumerateInstanceNames("CIM_ListenerDestinationCIMXML")[0])
+        kept = read_json(path)["destinations"]
+        assert [d["properties"]["Name"] for d in kept] == ["huge"]  # set aside, never lost
+    finally:
+        err = serve.stop()
+    assert "is not used" in err and "created is not a time" in err, err[-2000:]
+    assert "internal error" not in err and "Traceback" not in err
+
+
 # --- who may subscribe what to where -------------------------------------------------------------
 
 
@@ -482,6 +572,9 @@ def test_only_authenticated_authorised_users_create_and_delete(sandbox, server, 
         ("http://192.0.2.99:5990", 2),  # off loopback, not allowed: CIM_ERR_ACCESS_DENIED
         ("http://listener.example:5990", 2),
         ("http://[::ffff:192.0.2.99]:5990", 2),
+        ("http://localhost.:5990/", 2),  # names that resolve through the DNS, not literal loopback
+        ("http://127.0.0.1.:5990/", 2),
+        ("http://LOCALHOST.:5990", 2),
         ("http://user:secret@127.0.0.1:5990", 4),  # credentials in the URL
         ("file:///etc/passwd", 4),
         ("ftp://127.0.0.1:5990", 4),

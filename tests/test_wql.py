@@ -140,6 +140,8 @@ CASES = [
     (FROM + "__CLASS = 'CIM_LogicalElement'", set()),
     ("SELECT * FROM CIM_LogicalElement WHERE __THIS ISA 'Win32_ServerSession'", ALL),
     (FROM + "__THIS ISA 'CIM_ManagedSystemElement' AND UserName = 'bob'", users("Bob")),
+    (FROM + "NOT (__THIS IS NULL)", ALL),  # the instance itself is never null (hypothesis found a KeyError)
+    (FROM + "__THIS IS NULL", set()),
     (FROM + "__RELPATH LIKE '%UserName=\"alice\"'", users("alice")),
     (FROM + "__NAMESPACE = 'root\\\\cimv2'", ALL),
     (FROM + "__GENUS = 2", ALL),

@@ -1,8 +1,9 @@
 """The event engine (DESIGN.md section 2b): polls a source, diffs the instances by key, and hands
 each subscriber the creation, deletion and modification events its WQL event query wants.
 
-One :class:`Hub` per source. Subscriptions with the same WITHIN share one poll (one read of the
-source every WITHIN seconds, building the classes all of them watch); each poll is compared with
+One :class:`Hub` per source. Subscriptions whose WITHIN falls on the same poll interval
+(:data:`INTERVALS`: WITHIN 1 to 1.99 polls every second) share one poll (one read of the source,
+building the classes all of them watch); each poll is compared with
 the one before it, class by class, instances matched by their keys. What exists when a class is
 first polled is the baseline: it makes no events (as in WMI). A session that appears and ends
 between two polls is never seen, as in WMI. A poll that fails is a warning and the watch goes on
@@ -26,6 +27,17 @@ from .wql.events import CREATION, DELETION, MODIFICATION, CompiledEvent, Event, 
 log = logging.getLogger("serversession")
 
 Reader = Callable[[frozenset[str]], Snapshot]  # api.snapshot_reader(): the parts -> one snapshot
+#: the poll intervals: a WITHIN is polled at the largest of these not above it (WITHIN is how long
+#: a change may wait to be reported, so polling more often is always right). So subscriptions with
+#: WITHIN 1.001, 1.002 ... share one poll, and no user can start a poll per distinct WITHIN.
+INTERVALS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 86400.0)
+
+
+def interval(within: float) -> float:
+    """The poll interval for ``within`` seconds: the largest of INTERVALS not above it."""
+    return max((i for i in INTERVALS if i <= within), default=INTERVALS[0])
+
+
 Instances = dict[str, dict[tuple[str, str], CIMObject]]  # class -> key -> instance
 
 
@@ -139,7 +151,14 @@ class _Loop:
                 before = self.previous.get(name)
                 if before is not None:
                     events.extend(diff(before, instances, taken))
-            self.previous = found  # classes nobody watches any more are dropped
+            watched = {name for s in self.subscriptions for name in s.query.classes}
+            # a class a subscription added during this poll keeps the baseline add() read for it;
+            # classes nobody watches any more are dropped
+            self.previous = {
+                name: found.get(name, self.previous.get(name, {}))
+                for name in watched
+                if name in found or name in self.previous
+            }
         if not events:
             return
         for subscription in subscriptions:
@@ -165,24 +184,26 @@ class Hub:
         source's error (ServerSessionError) if it cannot be read for the baseline."""
         compiled = compile_event(query) if isinstance(query, str) else query
         subscription = Subscription(compiled, deliver)
+        every = interval(compiled.within)
         with self._lock:
-            loop = self._loops.get(compiled.within)
+            loop = self._loops.get(every)
             if loop is None or loop.stopped.is_set():
-                loop = self._loops[compiled.within] = _Loop(self.read, compiled.within)
+                loop = self._loops[every] = _Loop(self.read, every)
         try:
             loop.add(subscription)
         except BaseException:
             with self._lock:
-                if not loop.subscriptions and self._loops.get(compiled.within) is loop:
-                    del self._loops[compiled.within]
+                if not loop.subscriptions and self._loops.get(every) is loop:
+                    del self._loops[every]
             raise
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        every = interval(subscription.query.within)
         with self._lock:
-            loop = self._loops.get(subscription.query.within)
+            loop = self._loops.get(every)
             if loop is not None and loop.remove(subscription):
-                del self._loops[subscription.query.within]
+                del self._loops[every]
 
     def close(self) -> None:
         """Stop every poll."""

@@ -111,14 +111,18 @@ class Selection:
         return ", ".join(parts)
 
 
+# lower(), not casefold(): casefold() makes "straße" equal "strasse" and "ﬁle" equal "file", which
+# Windows' case-blind names are not; a selector must never close what the admin did not name.
+
+
 def same_computer(given: str, value: str | None) -> bool:
-    return value is not None and given.lstrip("\\").casefold() == value.casefold()
+    return value is not None and given.lstrip("\\").lower() == value.lower()
 
 
 def same_user(given: str, value: str | None) -> bool:
     if value is None:
         return False
-    wanted, have = given.casefold(), value.casefold()
+    wanted, have = given.lower(), value.lower()
     return wanted == have or ("\\" in wanted and "\\" not in have and wanted.rsplit("\\", 1)[1] == have)
 
 
@@ -127,7 +131,7 @@ def path_matches(pattern: str, path: str | None, case_sensitive: bool) -> bool:
         return False
     if case_sensitive:
         return fnmatch.fnmatchcase(path, pattern)
-    return fnmatch.fnmatchcase(path.casefold(), pattern.casefold())
+    return fnmatch.fnmatchcase(path.lower(), pattern.lower())
 
 
 def session_matches(instance: Any, selection: Selection) -> bool:

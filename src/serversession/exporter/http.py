@@ -1,6 +1,7 @@
 """The exporter's HTTP server: the standard library's WSGI server, one thread per connection.
 
-Bounded: at most :data:`MAX_CONNECTIONS` connections at once (more are closed at once), a request
+Bounded: at most :data:`MAX_CONNECTIONS` connections at once, :data:`MAX_PER_CLIENT` of them from
+one client address (more are closed at once: one address cannot take every slot), a request
 head of at most :data:`MAX_REQUEST` bytes read within :data:`REQUEST_TIMEOUT` seconds (else 431 or
 the connection is closed), no request body is ever read, and the TLS handshake happens in the
 connection's own thread under the same time-out (a client that stalls it holds up nobody else).
@@ -29,6 +30,7 @@ from .webconfig import WebSettings, peer_allowed
 log = logging.getLogger("serversession.exporter")
 
 MAX_CONNECTIONS = 64
+MAX_PER_CLIENT = 16  # connections from one client address (Prometheus needs one per target)
 MAX_REQUEST = 16 * 1024  # bytes of request line and headers
 REQUEST_TIMEOUT = 10.0  # seconds to receive a request head (and the TLS handshake before it)
 SEND_TIMEOUT = 30.0  # seconds a blocked send of the answer may wait
@@ -125,6 +127,9 @@ class ExporterServer(ThreadingMixIn, WSGIServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.web = web
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.per_client = MAX_PER_CLIENT
+        self._clients: dict[str, int] = {}  # open connections by client address
+        self._clients_lock = threading.Lock()
         super().__init__(address, _Handler)
         self.set_app(app)
 
@@ -137,14 +142,35 @@ class ExporterServer(ThreadingMixIn, WSGIServer):
         self.server_name, self.server_port = str(host), int(port)
         self.setup_environ()
 
+    def _take(self, client: str) -> bool:
+        """Count a connection from ``client``; False (nothing counted) when it has its share, or
+        when every slot is taken."""
+        with self._clients_lock:
+            if self._clients.get(client, 0) >= self.per_client:
+                return False
+            if not self.slots.acquire(blocking=False):
+                return False
+            self._clients[client] = self._clients.get(client, 0) + 1
+            return True
+
+    def _give_back(self, client: str) -> None:
+        with self._clients_lock:
+            left = self._clients.get(client, 0) - 1
+            if left > 0:
+                self._clients[client] = left
+            else:
+                self._clients.pop(client, None)
+            self.slots.release()
+
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):  # too many connections: this one is closed
+        client = str(client_address[0])
+        if not self._take(client):  # too many connections, or too many from this address: closed
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.slots.release()
+            self._give_back(client)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -163,7 +189,7 @@ class ExporterServer(ThreadingMixIn, WSGIServer):
             log.error("%s: internal error: %s: %s", client_address[0], type(exc).__name__, exc)
         finally:
             self.shutdown_request(request)
-            self.slots.release()
+            self._give_back(str(client_address[0]))
 
 
 def web_app(metrics: App, web: WebSettings, source: str) -> App:

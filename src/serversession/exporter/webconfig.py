@@ -26,6 +26,7 @@ import re
 import secrets
 import ssl
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,8 @@ from ..files import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, check_regular_file, read
 log = logging.getLogger(__name__)
 
 MAX_COST = 17  # highest bcrypt cost accepted (as serve's htpasswd): each step doubles a check
-CACHE_SIZE = 1024  # (user, password) outcomes remembered, so a scraper costs one bcrypt check
+CACHE_SIZE = 1024  # successful (user, password) checks remembered, so a scraper costs one bcrypt check
+MAX_DEPTH = 32  # levels of nested mappings in the web config file
 _BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -95,9 +97,10 @@ class YamlError(ValueError):
 def parse_yaml(text: str) -> Any:
     """The value of a YAML document made of block mappings, block lists of scalars, one-line
     ``[...]`` lists and ``{}``, and scalars (plain, ``'single'``, ``"double"`` with JSON's
-    escapes). Plain scalars stay text (``~``, ``null`` and nothing are None); the caller reads
+    escapes), mappings nested at most :data:`MAX_DEPTH` deep. Plain scalars stay text (``~``, ``null`` and nothing are None); the caller reads
     booleans. Raises :class:`YamlError` for anything else."""
     lines: list[tuple[int, int, str]] = []  # (line number, indentation, text without comment)
+    text = text.removeprefix("\ufeff")  # a byte order mark, as editors on Windows write
     for number, raw in enumerate(text.splitlines(), 1):
         content = _uncommented(raw, number).rstrip()
         if not content.strip() or (not lines and content == "---") or content == "...":
@@ -135,8 +138,10 @@ def _item(text: str) -> bool:
     return text == "-" or text.startswith("- ")
 
 
-def _block(lines: list[tuple[int, int, str]], start: int) -> tuple[Any, int]:
+def _block(lines: list[tuple[int, int, str]], start: int, depth: int = 1) -> tuple[Any, int]:
     """The mapping or list whose first line is ``lines[start]``, and the index after it."""
+    if depth > MAX_DEPTH:
+        raise YamlError(f"line {lines[start][0]}: mappings nested more than {MAX_DEPTH} levels deep")
     indent = lines[start][1]
     if _item(lines[start][2]):
         items, pos = [], start
@@ -159,7 +164,7 @@ def _block(lines: list[tuple[int, int, str]], start: int) -> tuple[Any, int]:
         if rest:
             mapping[key] = _scalar(rest, number)
         elif pos < len(lines) and (lines[pos][1] > indent or (lines[pos][1] == indent and _item(lines[pos][2]))):
-            mapping[key], pos = _block(lines, pos)
+            mapping[key], pos = _block(lines, pos, depth + 1)
         else:
             mapping[key] = None
     if pos < len(lines) and lines[pos][1] > indent:
@@ -412,7 +417,9 @@ class WebSettings:
     ``current()`` gives the settings (or raises ServerSessionError while a changed file is
     invalid: requests then fail with 500). ``authorized(user, password)`` checks basic auth as the
     toolkit does: one bcrypt check at a time, an unknown user checked against a dummy hash, and
-    outcomes remembered (under a keyed hash, never the password) so a scraper pays once.
+    successes remembered (under a keyed hash, never the password; the :data:`CACHE_SIZE` most
+    recently used) so a scraper pays once. Failures are not remembered: wrong guesses, however
+    many, cannot push a scraper's success out.
     """
 
     def __init__(self, path: str | None) -> None:
@@ -420,7 +427,8 @@ class WebSettings:
         self._lock = threading.Lock()
         self._bcrypt = threading.Lock()
         self._key = secrets.token_bytes(32)
-        self._cache: dict[bytes, bool] = {}
+        self._cache: OrderedDict[bytes, None] = OrderedDict()  # successes, least recently used first
+        self._cache_lock = threading.Lock()
         self._config = WebConfig() if self.path is None else load_web_config(self.path)
         self._stamp = self._signature(self._config)
         self._error: str | None = None
@@ -454,7 +462,8 @@ class WebSettings:
                 self._stamp = stamp
                 try:
                     self._config, self._error = load_web_config(self.path), None
-                    self._cache.clear()
+                    with self._cache_lock:
+                        self._cache.clear()
                     log.warning("web config file %s read again: %s", self.path, self._config.description)
                 except ServerSessionError as exc:
                     self._error = str(exc)
@@ -469,13 +478,16 @@ class WebSettings:
         hashed = config.users.get(user)
         target = hashed if hashed is not None else config.dummy
         key = hmac.new(self._key, b"\0".join((user.encode(), target, password.encode())), hashlib.sha256).digest()
-        known = self._cache.get(key)
-        if known is not None:
-            return known
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return True
         with self._bcrypt:  # one check at a time: a flood of guesses costs one CPU, not all of them
             matches = bcrypt.checkpw(password.encode()[:72], target)
-        outcome = matches and hashed is not None
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.clear()
-        self._cache[key] = outcome
-        return outcome
+        if not (matches and hashed is not None):
+            return False
+        with self._cache_lock:
+            self._cache[key] = None
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return True

@@ -41,7 +41,8 @@ MAX_QUEUE_BYTES = 8 << 20  # bytes waiting for one listener
 MAX_TOTAL_BYTES = 64 << 20  # bytes waiting for all listeners together
 FIRST_BACKOFF = 0.5  # seconds before the first retry; doubles each time
 MAX_BACKOFF = 30.0
-SEND_TIMEOUT = 10.0  # seconds for one ExportIndication, connecting included
+SEND_TIMEOUT = 10.0  # seconds to connect, and to wait for each part of the listener's answer
+EXCHANGE_TIMEOUT = 30.0  # seconds for one whole ExportIndication once sending has begun
 MAX_ANSWER = 64 << 10  # bytes of a listener's answer that are read
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -209,17 +210,33 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-async def send(session: Any, url: str, body: bytes, ssl: Any = None) -> None:
-    """POST one ExportIndication; return when the listener took it, else raise RetryLater,
-    Refused, or the client's error (a connection or time-out error: also worth a retry)."""
+def client_session() -> Any:
+    """The aiohttp client all senders share (on the running event loop). Its connector has no cap
+    on connections, overall or per host: each outbox sends one indication at a time, so there are
+    at most as many connections as destinations (``serve`` bounds those), and no sender ever waits
+    for a pooled connection that other destinations hold (a listener that accepts and never
+    answers delays only its own queue)."""
     import aiohttp
 
-    timeout = aiohttp.ClientTimeout(total=SEND_TIMEOUT)
-    async with session.post(
-        url, data=body, headers=EXPORT_HEADERS, timeout=timeout, allow_redirects=False, ssl=ssl
-    ) as response:
-        answer = await response.content.read(MAX_ANSWER)
-        status = response.status
+    return aiohttp.ClientSession(trust_env=False, connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
+
+
+async def send(session: Any, url: str, body: bytes, ssl: Any = None) -> None:
+    """POST one ExportIndication; return when the listener took it, else raise RetryLater,
+    Refused, or the client's error (a connection or time-out error: also worth a retry).
+
+    Time-outs count only this exchange: connecting (:data:`SEND_TIMEOUT`), each wait for the
+    answer (:data:`SEND_TIMEOUT`), the whole of it (:data:`EXCHANGE_TIMEOUT`); never a wait for
+    a pooled connection (see :func:`client_session`)."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=SEND_TIMEOUT, sock_read=SEND_TIMEOUT)
+    async with asyncio.timeout(EXCHANGE_TIMEOUT):  # a TimeoutError (an OSError): tried again
+        async with session.post(
+            url, data=body, headers=EXPORT_HEADERS, timeout=timeout, allow_redirects=False, ssl=ssl
+        ) as response:
+            answer = await response.content.read(MAX_ANSWER)
+            status = response.status
     if status in RETRY_STATUSES:
         raise RetryLater(f"HTTP {status}")
     if status != 200:

@@ -174,9 +174,9 @@ class Interop:
         subscriptions (in the background: each reads the source for its baseline)."""
         import asyncio
 
-        import aiohttp
+        from .delivery import client_session
 
-        self._session = aiohttp.ClientSession(trust_env=False, connector=aiohttp.TCPConnector(limit=32))
+        self._session = client_session()
         self.store.attach(asyncio.get_running_loop(), self._session)
         self._activator = asyncio.ensure_future(self._activate())
 

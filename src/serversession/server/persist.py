@@ -9,6 +9,7 @@ declaration in the class (DMTF's MOF), then checked again as a client's new inst
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +90,12 @@ def entry_instance(raw: Any, classname: str, resolve: Callable[[str], Any]) -> t
     created = raw.get("created", 0.0)
     if isinstance(created, bool) or not isinstance(created, int | float):
         raise ValueError("created is not a time")
+    try:
+        created = float(created)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ValueError("created is not a time (out of range)") from None
+    if not math.isfinite(created):  # json reads Infinity and NaN
+        raise ValueError("created is not a time (not finite)")
     cls = resolve(classname)
     instance = pywbem.CIMInstance(cls.classname)
     for name, value in raw["properties"].items():
@@ -103,4 +110,4 @@ def entry_instance(raw: Any, classname: str, resolve: Callable[[str], Any]) -> t
             declared.name, typed, type=declared.type, is_array=declared.is_array,
             reference_class=declared.reference_class,
         )  # fmt: skip
-    return instance, raw["owner"], float(created)
+    return instance, raw["owner"], created

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from ..errors import ServerSessionError, SourceUnavailable
-from ..files import read_text
+from ..files import read_bytes
 
 log = logging.getLogger("serversession.server")
 STATE_FILE = "subscriptions.json"
@@ -89,14 +89,15 @@ class StateFile:
         if self.path is None or not os.path.lexists(self.path):
             return empty
         try:
-            data = json.loads(read_text(self.path, "state file", MAX_STATE_BYTES))
+            text = read_bytes(self.path, "state file", MAX_STATE_BYTES).decode("utf-8")  # else a ValueError
+            data = json.loads(text)
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError(f"not a format {FORMAT} state file")
             sections = {name: data.get(name, []) for name in SECTIONS}
             if not all(isinstance(entries, list) for entries in sections.values()):
                 raise ValueError("a section is not a list")
             return sections
-        except (ValueError, RecursionError) as exc:  # json's errors are ValueErrors
+        except (ValueError, RecursionError) as exc:  # json's and UTF-8's errors are ValueErrors
             aside = f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
             try:
                 os.replace(self.path, aside)

@@ -131,14 +131,18 @@ def check_destination(url: Any, allowed: tuple[str, ...]) -> str:
 
 
 def _host(text: str) -> str:
+    """A host to compare: an address in its canonical form, a name in lower case as written (a
+    trailing dot kept: ``localhost.`` is not ``localhost``, it is looked up in the DNS)."""
     text = text.strip("[]").lower()
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        return text.rstrip(".")
+        return text
 
 
 def _loopback(host: str) -> bool:
+    """Whether ``host`` is certainly on loopback: a literal loopback address (127.0.0.0/8, ::1) or
+    exactly ``localhost``; any other name could resolve anywhere."""
     if host == "localhost":
         return True
     try:
@@ -446,7 +450,7 @@ class Store:
                     instance, owner, created = entry_instance(raw, classname, resolved)
                     entry = self.create(new_instance(classname, dict(instance.properties)), owner, restoring=True)
                     entry.created = created
-                except (CIMError, ValueError, TypeError, KeyError) as exc:
+                except (CIMError, ValueError, TypeError, KeyError, ArithmeticError) as exc:
                     reason = exc.description if isinstance(exc, CIMError) else f"{type(exc).__name__}: {exc}"
                     log.warning("a saved %s is not used (%s); it stays in the state file", classname, reason[:300])
                     self.aside[SECTION[classname]].append(raw)

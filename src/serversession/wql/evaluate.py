@@ -214,6 +214,8 @@ class _Compiler:
     def access(self, prop: wql.Property) -> tuple[str, str]:
         """Python expression reading ``prop`` from row ``o``, and the property's CIM type."""
         name, cim_type = _resolve(self.cls, prop)
+        if name == "__THIS":  # the instance itself: never null, compared with nothing but ISA
+            return "o", cim_type
         if name == "__CLASS":
             return "o.classname", cim_type
         if name == "__SERVER":
